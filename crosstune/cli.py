@@ -1,0 +1,327 @@
+"""crosstune's command line: a thin adapter over the Python API.
+
+Each command parses its arguments, calls the API, and renders the result. Errors map to exit codes:
+  0 success - 1 verification failed - 2 user error (one line) - 3 external tool failed (its
+  command, exit code and output) - 4 internal error (traceback) - 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import ToolError, UserError, VerificationFailed
+
+# Commands that use PyTorch. For every other command torch is kept out of the process: `import tvm`
+# imports torch through tvm_ffi when it is installed, which costs ~2.5 s per command and is unused.
+TORCH_COMMANDS = {"zoo", "demo"}
+
+EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TOOL, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- targets
+def cmd_targets(args) -> int:
+    from . import targets
+    from .textfmt import table
+
+    rows = []
+    for name in targets.names():
+        t = targets.get(name)
+        tvm = ", ".join(f"{k}={v}" for k, v in t.tvm.items() if k not in ("mtriple",))
+        desc = t.description + (f" [now: {t.detected}]" if t.detected else "")
+        rows.append([t.name, t.device, tvm, t.cc, t.logs, desc])
+    say(table(["NAME", "DEVICE", "TVM TARGET", "LINKER", "LOGS", "DESCRIPTION"], rows))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------- inspect
+def cmd_inspect(args) -> int:
+    if args.model.endswith(".ctm"):
+        return _inspect_package(args.model)
+    from .compile.inspect import inspect_model
+    from .textfmt import size, table
+
+    rep = inspect_model(args.model, _shapes(args.input_shape))
+    say(f"model      {rep.path}")
+    say(f"sha256     {rep.sha256}")
+    say(f"ir         {rep.ir_version}   opsets: " + ", ".join(f"{d} {v}" for d, v in rep.opsets.items()))
+    if rep.producer:
+        say(f"producer   {rep.producer}")
+    say(f"weights    {rep.weight_count} tensors, {size(rep.weight_bytes)}")
+    say("")
+    say(table(["INPUT", "SHAPE", "DTYPE"], [[s.name, _shape(s.shape), s.dtype] for s in rep.inputs]))
+    say("")
+    say(table(["OUTPUT", "SHAPE", "DTYPE"], [[s.name, _shape(s.shape), s.dtype] for s in rep.outputs]))
+    say("")
+    rows = [[o.op, o.count, "yes" if o.supported else "NO"] for o in rep.ops]
+    say(table(["OPERATOR", "NODES", "TVM"], rows, "lrl"))
+    say("")
+    kinds = len(rep.ops)
+    if rep.unsupported:
+        say(
+            f"TVM's Relax ONNX frontend cannot convert {len(rep.unsupported)} of {kinds} operator types: "
+            + ", ".join(f"{o.op} ({o.count})" for o in rep.unsupported)
+        )
+    else:
+        say(f"all {kinds} operator types ({rep.node_count} nodes) are covered by TVM's Relax ONNX frontend")
+    for s in rep.dynamic_inputs:
+        example = "x".join(str(d) if isinstance(d, int) else "N" for d in s.shape)
+        say(f"input '{s.name}' is dynamic ({_shape(s.shape)}): compile needs --input-shape {s.name}={example}")
+    return EXIT_OK
+
+
+def _inspect_package(path: str) -> int:
+    from .compile import package
+    from .textfmt import size
+
+    info = package.read_info(path)
+    tgt = info.target
+    say(f"package    {path} (format {info.format_version})")
+    say(f"model      {info.model.get('name')}  sha256 {info.model.get('sha256')}")
+    say(f"target     {tgt.get('preset')} ({tgt.get('device')}): {tgt.get('tvm')}")
+    say(f"built      {info.created} with crosstune {info.crosstune_version}, TVM {info.tvm_version}")
+    say(f"weights    {info.weights.get('count')} tensors, {size(int(info.weights.get('bytes', 0)))}")
+    for s in info.inputs:
+        say(f"input      {s.name} {s.describe()}")
+    for s in info.outputs:
+        say(f"output     {s.name} {s.describe()}")
+    return EXIT_OK
+
+
+def _shape(shape) -> str:
+    from .tensors import format_shape
+
+    return format_shape(shape)
+
+
+def _shapes(items) -> dict:
+    from .tensors import parse_assignments, parse_shape
+
+    return {k: parse_shape(v) for k, v in parse_assignments(items, "--input-shape").items()}
+
+
+# ---------------------------------------------------------------------------------------- compile
+def cmd_compile(args) -> int:
+    from . import targets
+    from .compile import CompileOptions, compile_model
+
+    opts = CompileOptions(
+        target=args.target,
+        output=args.output,
+        input_shapes=_shapes(args.input_shape),
+        verify=args.verify,
+        seed=args.seed,
+        rtol=args.rtol,
+        atol=args.atol,
+    )
+    target = targets.get(args.target)
+    detected = f" (detected {target.detected})" if target.detected else ""
+    say(f"compiling {args.model} for {target.name}{detected}")
+    started = time.perf_counter()
+    stages = {"import": "importing to Relax", "build": "building", "link": f"linking with {target.cc}",
+              "verify": "verifying against ONNX Runtime"}
+    result = compile_model(args.model, opts, progress=lambda s: say(f"  {stages.get(s, s)} ..."))
+    secs = result.seconds
+    say(
+        f"wrote {result.package} ({_size(result.package)}) in {time.perf_counter() - started:.1f} s "
+        f"(import {secs['import_s']:.1f} s, build {secs['build_s']:.1f} s, link {secs['link_s']:.1f} s)"
+    )
+    if result.verification is not None:
+        return _report_agreement(result.verification, args)
+    return EXIT_OK
+
+
+def _size(path) -> str:
+    from .textfmt import size
+
+    return size(Path(path).stat().st_size)
+
+
+def _report_agreement(agreement, args) -> int:
+    from .textfmt import sci, table
+
+    rows = [
+        [o.name, sci(o.max_abs), sci(o.max_rel), f"{o.mismatches}/{o.total}", "ok" if o.passed else (o.note or "FAIL")]
+        for o in agreement.outputs
+    ]
+    say(table(["OUTPUT", "MAX ABS ERR", "MAX REL ERR", "OUTSIDE TOL", ""], rows, "lrrrl"))
+    tol = f"rtol {agreement.rtol:g}, atol {agreement.atol:g}"
+    if agreement.passed:
+        say(f"PASSED: outputs agree with {agreement.expected} ({tol}, seed {args.seed})")
+        return EXIT_OK
+    bad = ", ".join(o.name for o in agreement.outputs if not o.passed)
+    raise VerificationFailed(f"outputs disagree with {agreement.expected} beyond {tol}: {bad}")
+
+
+# -------------------------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from .runtime import load
+    from .tensors import load_inputs, parse_assignments, random_inputs
+    from .textfmt import ms
+
+    if args.repeat < 1:
+        raise UserError("--repeat must be >= 1")
+    compiled = load(args.package)
+    info = compiled.info
+    say(
+        f"{args.package}: {info.model.get('name')} for {info.target.get('preset')}, "
+        f"TVM {info.tvm_version}, built {info.created}"
+    )
+    given = load_inputs(parse_assignments(args.input, "--input"))
+    from .tensors import check_inputs
+
+    check_inputs(compiled.inputs, given)
+    missing = [s for s in compiled.inputs if s.name not in given]
+    inputs = {**random_inputs(missing, args.seed), **given}
+    for s in compiled.inputs:
+        where = "from file" if s.name in given else f"seeded random (seed {args.seed})"
+        say(f"  input {s.name} {s.describe()}: {where}")
+    outputs = compiled.run(inputs)
+    stats = compiled.benchmark(inputs, warmup=args.warmup, repeat=args.repeat, max_seconds=args.max_seconds)
+    runs = f"{stats.count} runs" + (f" (stopped at --max-seconds {args.max_seconds:g})" if stats.truncated else "")
+    say(
+        f"latency over {runs}, {stats.warmup} warm-up: median {ms(stats.median_ms)} ms, "
+        f"p90 {ms(stats.p90_ms)} ms, min {ms(stats.min_ms)} ms, max {ms(stats.max_ms)} ms"
+    )
+    if args.save_outputs:
+        out_dir = Path(args.save_outputs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, arr in outputs.items():
+            path = out_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".npy")
+            np.save(path, arr)
+            say(f"  output {name} {'x'.join(map(str, arr.shape))} {arr.dtype} -> {path}")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------------- zoo
+def cmd_zoo_list(args) -> int:
+    from . import zoo
+    from .textfmt import table
+
+    say(table(["NAME", "SOURCE", "INPUTS", "DESCRIPTION"], [[e.name, e.source, e.inputs, e.description] for e in zoo.entries()]))
+    return EXIT_OK
+
+
+def cmd_zoo_export(args) -> int:
+    from . import zoo
+
+    out = args.output or f"{args.name}.onnx"
+    path = zoo.export(args.name, out, batch=args.batch, seed=args.seed, dynamic_batch=args.dynamic_batch)
+    say(f"wrote {path} ({_size(path)})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.model, Path(args.workdir), say=say, repeat=args.repeat)
+
+
+# ------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crosstune",
+        description="Compile, run and compare ONNX models on CPUs, GPUs and boards, over Apache TVM.",
+    )
+    p.add_argument("--version", action="version", version=f"crosstune {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and TVM's native log lines")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("targets", help="list target presets")
+    s.set_defaults(func=cmd_targets)
+
+    shape_help = "static shape for an input with dynamic dimensions, NAME=1x3x224x224 (repeatable)"
+    s = sub.add_parser("inspect", help="check an ONNX model and say what TVM can convert (or describe a .ctm)")
+    s.add_argument("model", help="an .onnx model, or a .ctm package")
+    s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("compile", help="compile an ONNX model for a target into a .ctm package")
+    s.add_argument("model")
+    s.add_argument("--target", "-t", default="host", help="target preset (see `crosstune targets`) or a preset .toml file")
+    s.add_argument("-o", "--output", help="package path (default: <model>.<target>.ctm)")
+    s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.add_argument("--verify", action="store_true", help="check outputs against ONNX Runtime on seeded random inputs")
+    s.add_argument("--seed", type=int, default=0, help="seed of the verification inputs (default 0)")
+    s.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    s.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    s.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("run", help="run a .ctm package and time it")
+    s.add_argument("package")
+    s.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="input from a .npy file (repeatable); others are seeded random")
+    s.add_argument("--repeat", type=int, default=50, help="timed runs (default 50)")
+    s.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="stop timing after this long, keeping >= 3 runs (default 60)")
+    s.add_argument("--seed", type=int, default=0, help="seed of generated inputs (default 0)")
+    s.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/<name>.npy")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("zoo", help="models to try: list, export to ONNX")
+    zsub = s.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
+    z = zsub.add_parser("list", help="list zoo models")
+    z.set_defaults(func=cmd_zoo_list)
+    z = zsub.add_parser("export", help="export a zoo model to ONNX")
+    z.add_argument("name")
+    z.add_argument("-o", "--output", help="output .onnx path (default: <name>.onnx)")
+    z.add_argument("--batch", type=int, default=1)
+    z.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension symbolic")
+    z.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    z.set_defaults(func=cmd_zoo_export)
+
+    s = sub.add_parser("demo", help="export a zoo model, compile, verify and time it against ONNX Runtime")
+    s.add_argument("--model", default="mobilenetv2", help="zoo model (default mobilenetv2)")
+    s.add_argument("--workdir", default="build/demo", help="where the model and package go (default build/demo)")
+    s.add_argument("--repeat", type=int, default=20, help="timed runs per engine (default 20)")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.debug:
+        os.environ["CROSSTUNE_DEBUG"] = "1"
+    if args.command not in TORCH_COMMANDS and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    try:
+        return args.func(args)
+    except UserError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"crosstune: error: {err}", file=sys.stderr)
+        return EXIT_USER
+    except VerificationFailed as err:
+        print(f"FAILED: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except ToolError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"crosstune: error: {err.details()}", file=sys.stderr)
+        return EXIT_TOOL
+    except KeyboardInterrupt:
+        print("crosstune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # a bug: show everything
+        traceback.print_exc()
+        print(
+            f"crosstune: internal error (crosstune {__version__}); please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The whole compile: load and check the ONNX model, import to Relax, build, link, package,
+and optionally verify the package against ONNX Runtime."""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+from pathlib import Path
+
+from .. import __version__, targets
+from .._native import native_stderr_captured
+from . import onnx_model, package, pipeline, relax_import
+from .link import fcompile_for
+from .options import CompileOptions, CompileResult
+
+
+def default_output(model: onnx_model.OnnxModel, target: str) -> str:
+    return f"{model.name}.{Path(target).stem}.ctm"
+
+
+def _quiet(_stage: str) -> None:
+    pass
+
+
+def compile_model(model, options: CompileOptions, progress=_quiet) -> CompileResult:
+    """`progress(stage)` is called as each stage starts (import, build, link, verify)."""
+    timings: dict[str, float] = {}
+    target = targets.get(options.target)
+    target.check_compiler()  # before minutes of building, not after
+
+    progress("import")
+    t = time.perf_counter()
+    src = onnx_model.load(model)
+    src = onnx_model.with_shapes(src, options.input_shapes)
+    relax_model = relax_import.to_relax(src)
+    timings["import_s"] = time.perf_counter() - t
+
+    import tvm
+
+    progress("build")
+    t = time.perf_counter()
+    native_log: list[str] = []
+    with native_stderr_captured(native_log):
+        executable = pipeline.build(relax_model.mod, target)
+    timings["build_s"] = time.perf_counter() - t
+
+    progress("link")
+    t = time.perf_counter()
+    out = Path(options.output or default_output(src, options.target))
+    with tempfile.TemporaryDirectory(prefix="crosstune-") as tmp:
+        lib = Path(tmp) / package.LIBRARY
+        executable.export_library(str(lib), fcompile=fcompile_for(target))
+        weights = tvm.runtime.save_param_dict({str(i): w for i, w in enumerate(relax_model.weights)})
+        info = package.PackageInfo(
+            crosstune_version=__version__,
+            tvm_version=tvm.__version__,
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            model={
+                "name": src.name,
+                "sha256": src.sha256,
+                "source": src.path,
+                "opset": src.opset,
+                "input_shapes_given": {k: list(v) for k, v in src.shapes_given.items()},
+            },
+            inputs=src.inputs,
+            outputs=src.outputs,
+            target=target.to_json(),
+            weights={
+                "count": len(relax_model.weights),
+                "bytes": sum(w.numpy().nbytes for w in relax_model.weights),
+                "names": relax_model.weight_names,
+            },
+            build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": None},
+        )
+        package.write(out, info, lib, bytes(weights))
+    timings["link_s"] = time.perf_counter() - t
+
+    verification = None
+    if options.verify:
+        from ..compare.verify import verify_package
+
+        progress("verify")
+        t = time.perf_counter()
+        verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol)
+        timings["verify_s"] = time.perf_counter() - t
+    return CompileResult(str(out), info, timings, verification)

@@ -1,0 +1,42 @@
+"""Options and result of a compile: plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..tensors import parse_shape
+
+
+@dataclass
+class CompileOptions:
+    """What `crosstune compile` takes.
+
+    target: preset name (see `crosstune targets`) or path to a preset TOML file.
+    output: package path; default `<model>.<target>.ctm` in the current directory.
+    input_shapes: static shapes for inputs with dynamic dimensions, {name: (1, 3, 224, 224)} or
+        {name: "1x3x224x224"}.
+    verify: run the package against ONNX Runtime on seeded random inputs after building.
+    """
+
+    target: str = "host"
+    output: str | None = None
+    input_shapes: dict[str, Any] = field(default_factory=dict)
+    verify: bool = False
+    seed: int = 0
+    rtol: float = 1e-3
+    atol: float = 1e-4
+
+    def __post_init__(self):
+        self.input_shapes = {
+            k: parse_shape(v) if isinstance(v, str) else tuple(int(d) for d in v)
+            for k, v in self.input_shapes.items()
+        }
+
+
+@dataclass
+class CompileResult:
+    package: str
+    info: Any  # package.PackageInfo
+    seconds: dict[str, float]
+    verification: Any = None  # compare.Agreement when verify=True

@@ -1,0 +1,111 @@
+"""Load a `.ctm` package onto a device and run it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..compile import package
+from ..errors import UserError
+from ..tensors import TensorSpec, check_inputs, numpy_dtype, random_inputs
+from .timing import LatencyStats, measure
+
+
+def _device(kind: str):
+    import tvm
+
+    if kind == "cpu":
+        return tvm.cpu(0)
+    raise UserError(f"this crosstune cannot run '{kind}' packages yet")
+
+
+class CompiledModel:
+    """A package loaded on a device: `run` for outputs, `benchmark` for latency."""
+
+    def __init__(self, path: str | Path):
+        import tvm
+        from tvm import relax
+
+        self.path = str(path)
+        info, lib_bytes, weight_bytes = package.read(path)
+        if info.tvm_version != tvm.__version__:
+            raise UserError(
+                f"{path} was built with TVM {info.tvm_version}, this is TVM {tvm.__version__}: "
+                "recompile it with `crosstune compile`"
+            )
+        self.info = info
+        self.device = _device(info.target.get("device", "cpu"))
+        # load_module needs a file; once loaded, the file can go.
+        with tempfile.TemporaryDirectory(prefix="crosstune-") as tmp:
+            lib_path = os.path.join(tmp, package.LIBRARY)
+            with open(lib_path, "wb") as f:
+                f.write(lib_bytes)
+            try:
+                lib = tvm.runtime.load_module(lib_path)
+            except Exception as err:  # wrong architecture, corrupt ELF
+                raise UserError(f"{path}: cannot load its library on this machine ({err})") from None
+        self._vm = relax.VirtualMachine(lib, self.device)
+        params = tvm.runtime.load_param_dict(weight_bytes)
+        count = int(info.weights.get("count", len(params)))
+        if len(params) != count:
+            raise UserError(f"{path}: weights hold {len(params)} tensors, metadata says {count}")
+        self._weights = [params[str(i)].copyto(self.device) for i in range(count)]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.info.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.info.outputs
+
+    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        return random_inputs(self.inputs, seed)
+
+    def _args(self, inputs: dict[str, np.ndarray] | None):
+        import tvm
+
+        given = dict(inputs or {})
+        check_inputs(self.inputs, given)
+        missing = [s for s in self.inputs if s.name not in given]
+        if missing:
+            raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
+        args = [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs]
+        return args + self._weights
+
+    def _outputs(self, result) -> dict[str, np.ndarray]:
+        items = [result] if hasattr(result, "numpy") else list(result)
+        if len(items) != len(self.outputs):
+            raise RuntimeError(f"module returned {len(items)} outputs, metadata lists {len(self.outputs)}")
+        out = {}
+        for spec, value in zip(self.outputs, items):
+            arr = value.numpy()
+            want = numpy_dtype(spec.dtype)
+            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
+        return out
+
+    def run(self, inputs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name, as numpy arrays. Every input must be given (see `example_inputs`)."""
+        return self._outputs(self._vm["main"](*self._args(inputs)))
+
+    def benchmark(
+        self,
+        inputs: dict[str, np.ndarray] | None = None,
+        *,
+        warmup: int = 5,
+        repeat: int = 50,
+        max_seconds: float | None = None,
+    ) -> LatencyStats:
+        """Latency of one call of the model with inputs already on the device."""
+        # A saved closure holds the arguments, so the timed call does no argument conversion.
+        self._vm.save_function("main", "__crosstune_bench", *self._args(inputs), include_return=False)
+        fn = self._vm.module["__crosstune_bench"]
+        return measure(fn, self.device.sync, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
+
+
+def load(path: str | Path) -> CompiledModel:
+    """Load a package for running: `crosstune.load("model.ctm").run(inputs)`."""
+    return CompiledModel(path)

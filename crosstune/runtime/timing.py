@@ -1,0 +1,73 @@
+"""Latency measurement, done the same way for every engine: warm-up runs excluded, each sample
+timed with a monotonic clock around one run plus the device synchronisation, summarised as
+median / p90 / min / max."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    count: int
+    warmup: int
+    truncated: bool = False  # stopped by the time limit before `repeat` runs
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], warmup: int, truncated: bool = False) -> "LatencyStats":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        return cls(
+            median_ms=float(np.median(a)),
+            p90_ms=float(np.percentile(a, 90)),
+            min_ms=float(a.min()),
+            max_ms=float(a.max()),
+            mean_ms=float(a.mean()),
+            count=int(a.size),
+            warmup=warmup,
+            truncated=truncated,
+        )
+
+
+def measure(
+    run: Callable[[], object],
+    sync: Callable[[], object] | None = None,
+    *,
+    warmup: int = 5,
+    repeat: int = 50,
+    max_seconds: float | None = None,
+    min_runs: int = 3,
+) -> LatencyStats:
+    """Time `run` `repeat` times after `warmup` untimed runs. With `max_seconds`, stop early once
+    that much time has gone into timed runs and at least `min_runs` samples exist."""
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        run()
+    sync()
+    samples: list[float] = []
+    spent = 0.0
+    truncated = False
+    for i in range(repeat):
+        t0 = time.perf_counter_ns()
+        run()
+        sync()
+        dt = (time.perf_counter_ns() - t0) / 1e6
+        samples.append(dt)
+        spent += dt / 1e3
+        if max_seconds is not None and spent >= max_seconds and i + 1 >= min_runs and i + 1 < repeat:
+            truncated = True
+            break
+    return LatencyStats.from_samples(samples, warmup, truncated)

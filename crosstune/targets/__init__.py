@@ -1,0 +1,146 @@
+"""Target presets: named, data-file descriptions of where a model will run.
+
+Every part of crosstune asks a `Target` for the TVM target, the host target, the device kind, the C
+compiler that links the library, and the tuning-log folder; nothing else builds TVM target dicts.
+Presets live in `presets/<name>.toml`; a path to a TOML file of the same shape works as a target too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from . import host as _host
+
+PRESET_DIR = Path(__file__).with_name("presets")
+DEVICES = ("cpu",)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved preset. `tvm` is the target dict TVM 0.27 takes; `host` the host-side dict."""
+
+    name: str
+    description: str
+    device: str
+    tvm: dict[str, Any]
+    host: dict[str, Any] | None = None
+    cc: str = "cc"
+    cc_package: str = ""
+    logs: str = ""  # folder under logs/ whose tuning records this target uses
+    detected: str = ""  # for `host`: what was detected and which preset it resolved to
+    source: str = ""  # the TOML file it came from
+
+    def tvm_target(self):
+        """The `tvm.target.Target` (imports TVM)."""
+        import tvm
+
+        if self.host is None:
+            return tvm.target.Target(self.tvm)
+        return tvm.target.Target(self.tvm, host=self.host)
+
+    def check_compiler(self) -> str:
+        """Path of the linker, or a one-line error naming the package that provides it."""
+        path = shutil.which(self.cc)
+        if path is None:
+            pkg = f" (Debian/Ubuntu package: {self.cc_package})" if self.cc_package else ""
+            raise UserError(f"target '{self.name}' links with '{self.cc}', which is not installed{pkg}")
+        return path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "preset": self.name,
+            "device": self.device,
+            "tvm": self.tvm,
+            "host": self.host,
+            "cc": self.cc,
+            "logs": self.logs,
+            "detected": self.detected,
+        }
+
+    def describe_tvm(self) -> str:
+        return json.dumps(self.tvm, separators=(",", ":"))
+
+
+def names() -> list[str]:
+    """Names of the shipped presets, `host` first."""
+    found = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    return sorted(found, key=lambda n: n != "host")
+
+
+def get(name: str) -> Target:
+    """The preset called `name` (or the TOML file at that path)."""
+    if name.endswith(".toml") and Path(name).is_file():
+        return _from_file(Path(name))
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise UserError(f"unknown target '{name}'; known targets: {', '.join(names())}")
+    return _from_file(path)
+
+
+def all_targets() -> list[Target]:
+    return [get(n) for n in names()]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise UserError(f"cannot read target file {path}: {err}") from None
+
+
+def _from_file(path: Path) -> Target:
+    data = _read(path)
+    name = path.stem
+    if data.get("detect") == "x86":
+        return _resolve_host(name, data, path)
+    try:
+        device = data["device"]
+        tvm_target = dict(data["target"])
+        tvm_target["kind"]  # noqa: B018 - required key
+    except KeyError as err:
+        raise UserError(f"target file {path} lacks the key {err}") from None
+    if device not in DEVICES:
+        raise UserError(f"target file {path}: device '{device}' is not one of {', '.join(DEVICES)}")
+    compiler = data.get("compiler", {})
+    return Target(
+        name=name,
+        description=data.get("description", ""),
+        device=device,
+        tvm=tvm_target,
+        host=dict(data["host"]) if "host" in data else None,
+        cc=compiler.get("cc", "cc"),
+        cc_package=compiler.get("package", ""),
+        logs=data.get("logs", name),
+        source=str(path),
+    )
+
+
+def _resolve_host(name: str, data: dict[str, Any], path: Path) -> Target:
+    cpu = _host.detect()
+    preset = cpu.preset
+    if preset is None:
+        raise UserError(
+            f"target 'host' detects x86-64 CPUs only; this is {cpu.machine}: name a preset instead "
+            f"({', '.join(n for n in names() if n != 'host')})"
+        )
+    base = _from_file(PRESET_DIR / f"{preset}.toml")
+    tvm_target = dict(base.tvm, **{"num-cores": cpu.cores})
+    return Target(
+        name=name,
+        description=data.get("description", base.description),
+        device=base.device,
+        tvm=tvm_target,
+        host=base.host,
+        cc=base.cc,
+        cc_package=base.cc_package,
+        logs=base.logs,
+        detected=f"{preset}, {cpu.cores} cores ({cpu.model})",
+        source=str(path),
+    )
