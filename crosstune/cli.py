@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 import traceback
@@ -27,6 +28,31 @@ EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TOOL, EXIT_INTERNAL, EXIT_INTERRUPTED = 0,
 
 def say(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+class _Interrupt:
+    """Ctrl-C, remembered. A KeyboardInterrupt raised inside a Python callback that TVM's C++ calls
+    (a legalization function, a pass) comes back out of tvm_ffi as a plain RuntimeError; the record
+    lets `main` still report it as an interruption, and `stage` stop at the next stage boundary
+    if TVM swallowed it altogether."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.seen:
+            raise KeyboardInterrupt
+
+
+def stage(msg: str) -> None:
+    """Report a stage as it starts; the place where a swallowed Ctrl-C is noticed."""
+    _Interrupt.check()
+    say(msg)
 
 
 # ---------------------------------------------------------------------------------------- targets
@@ -58,6 +84,8 @@ def cmd_inspect(args) -> int:
     if rep.producer:
         say(f"producer   {rep.producer}")
     say(f"weights    {rep.weight_count} tensors, {size(rep.weight_bytes)}")
+    for w in rep.warnings:
+        say(f"warning    {w}")
     say("")
     say(table(["INPUT", "SHAPE", "DTYPE"], [[s.name, _shape(s.shape), s.dtype] for s in rep.inputs]))
     say("")
@@ -74,9 +102,10 @@ def cmd_inspect(args) -> int:
         )
     else:
         say(f"all {kinds} operator types ({rep.node_count} nodes) are covered by TVM's Relax ONNX frontend")
+    from .compile.onnx_model import suggested_shape
+
     for s in rep.dynamic_inputs:
-        example = "x".join(str(d) if isinstance(d, int) else "N" for d in s.shape)
-        say(f"input '{s.name}' is dynamic ({_shape(s.shape)}): compile needs --input-shape {s.name}={example}")
+        say(f"input '{s.name}' is dynamic ({_shape(s.shape)}): compile needs a shape, e.g. --input-shape {s.name}={suggested_shape(s)}")
     return EXIT_OK
 
 
@@ -130,8 +159,10 @@ def cmd_compile(args) -> int:
     started = time.perf_counter()
     stages = {"import": "importing to Relax", "build": "building", "link": f"linking with {target.cc}",
               "verify": "verifying against ONNX Runtime"}
-    result = compile_model(args.model, opts, progress=lambda s: say(f"  {stages.get(s, s)} ..."))
+    result = compile_model(args.model, opts, progress=lambda s: stage(f"  {stages.get(s, s)} ..."))
     secs = result.seconds
+    for w in result.warnings:
+        say(f"warning: {w}")
     say(
         f"wrote {result.package} ({_size(result.package)}) in {time.perf_counter() - started:.1f} s "
         f"(import {secs['import_s']:.1f} s, build {secs['build_s']:.1f} s, link {secs['link_s']:.1f} s)"
@@ -227,7 +258,7 @@ def cmd_zoo_export(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.model, Path(args.workdir), say=say, repeat=args.repeat)
+    return run_demo(args.model, Path(args.workdir), say=stage, repeat=args.repeat)
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -296,31 +327,34 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["CROSSTUNE_DEBUG"] = "1"
     if args.command not in TORCH_COMMANDS and "torch" not in sys.modules:
         sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _Interrupt.handler)
     try:
         return args.func(args)
-    except UserError as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"crosstune: error: {err}", file=sys.stderr)
-        return EXIT_USER
-    except VerificationFailed as err:
-        print(f"FAILED: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except ToolError as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"crosstune: error: {err.details()}", file=sys.stderr)
-        return EXIT_TOOL
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as err:
+        return _exit_code(err, args.debug)
+
+
+def _exit_code(err: BaseException, debug: bool) -> int:
+    """Map an error to its exit code, printing what the user should see."""
+    if isinstance(err, KeyboardInterrupt) or _Interrupt.seen:
         print("crosstune: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # a bug: show everything
-        traceback.print_exc()
-        print(
-            f"crosstune: internal error (crosstune {__version__}); please report it with the traceback above",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+    if isinstance(err, VerificationFailed):
+        print(f"FAILED: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if isinstance(err, (UserError, ToolError)):
+        if debug:
+            traceback.print_exception(err)
+        detail = err.details() if isinstance(err, ToolError) else str(err)
+        print(f"crosstune: error: {detail}", file=sys.stderr)
+        return EXIT_USER if isinstance(err, UserError) else EXIT_TOOL
+    traceback.print_exception(err)  # a bug: show everything
+    print(
+        f"crosstune: internal error (crosstune {__version__}); please report it with the traceback above",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

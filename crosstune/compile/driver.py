@@ -84,4 +84,4 @@ def compile_model(model, options: CompileOptions, progress=_quiet) -> CompileRes
         t = time.perf_counter()
         verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol)
         timings["verify_s"] = time.perf_counter() - t
-    return CompileResult(str(out), info, timings, verification)
+    return CompileResult(str(out), info, timings, verification, list(src.warnings))

@@ -30,6 +30,7 @@ class InspectReport:
     weight_count: int
     weight_bytes: int
     ops: list[OpCount] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[OpCount]:
@@ -69,6 +70,7 @@ def inspect_model(model, input_shapes: dict) -> InspectReport:
         weight_count=len(proto.graph.initializer),
         weight_bytes=weight_bytes,
         ops=ops,
+        warnings=list(src.warnings),
     )
 
 

@@ -40,3 +40,4 @@ class CompileResult:
     info: Any  # package.PackageInfo
     seconds: dict[str, float]
     verification: Any = None  # compare.Agreement when verify=True
+    warnings: list[str] = field(default_factory=list)

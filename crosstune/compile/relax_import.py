@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
+import os
+import traceback
 import warnings
 from dataclasses import dataclass
 
+from .._native import native_stderr_captured
 from ..errors import UserError
 from .onnx_model import OnnxModel, op_histogram
 
@@ -72,16 +76,25 @@ def to_relax(model: OnnxModel) -> RelaxModel:
     proto = _without_initializer_inputs(model.proto)
     shape_dict = {s.name: list(s.shape) for s in model.inputs}
     dtype_dict = {s.name: s.dtype for s in model.inputs}
-    importer = Importer(shape_dict, dtype_dict, keep_params_in_input=True, sanitize=True)
-    sink = io.StringIO()
-    try:
-        # The frontend prints a dump of the failing node's inputs and warns about renamed inputs:
-        # keep both off the user's terminal; the error below says what matters.
-        with contextlib.redirect_stdout(sink), warnings.catch_warnings():
+    failure = None
+    native_log: list[str] = []
+    # The frontend prints a dump of the failing node's inputs, warns about renamed inputs, and a
+    # failed import leaves a BlockBuilder whose C++ destructor complains: keep all of it off the
+    # user's terminal (CROSSTUNE_DEBUG shows it); the error below says what matters.
+    with native_stderr_captured(native_log), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mod = importer.from_onnx(proto.graph, model.opset)
-    except _ConversionFailed as err:
-        raise UserError(str(err)) from err.__cause__
+            try:
+                importer = Importer(shape_dict, dtype_dict, keep_params_in_input=True, sanitize=True)
+                mod = importer.from_onnx(proto.graph, model.opset)
+            except _ConversionFailed as err:
+                failure = str(err)
+                if os.environ.get("CROSSTUNE_DEBUG"):
+                    traceback.print_exc()
+        importer = None
+        gc.collect()  # destroy a failed import's BlockBuilder while its warning is captured
+    if failure:
+        raise UserError(failure)
     mod, params = relax.frontend.detach_params(mod)
     weights = list(params.get("main", []))
     main = mod["main"]

@@ -1,0 +1,62 @@
+"""Shared fixtures: models written to a session folder, packages compiled once, and a CLI runner
+that drives `python -m crosstune` in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import models  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None, timeout=900, env=None, check=None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.pop("CROSSTUNE_DEBUG", None)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosstune", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit code 2, no traceback, exactly one error line on stderr containing every fragment."""
+    err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(err_lines) == 1, proc.stderr
+    line = err_lines[0]
+    assert line.startswith("crosstune: error: "), line
+    for f in fragments:
+        assert f in line, f"{f!r} not in {line!r}"
+    return line
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    onnx.save(models.conv_net(), d / "conv.onnx")
+    onnx.save(models.conv_net(batch="N"), d / "conv_dyn.onnx")
+    onnx.save(models.matmul_net(), d / "matmul.onnx")
+    onnx.save(models.embedding_net(), d / "embedding.onnx")
+    onnx.save(models.unsupported_net(), d / "unsupported.onnx")
+    return d
+
+
+@pytest.fixture(scope="session")
+def conv_package(model_dir, tmp_path_factory) -> Path:
+    """conv.onnx compiled for host, through the CLI."""
+    out = tmp_path_factory.mktemp("pkg") / "conv.ctm"
+    run_cli("compile", model_dir / "conv.onnx", "--target", "host", "-o", out, check=0)
+    return out

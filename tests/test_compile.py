@@ -1,0 +1,234 @@
+"""`crosstune compile`: real TVM builds of small models, verified against ONNX Runtime, the package
+format, and every way a compile can be refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import assert_user_error, run_cli
+
+import crosstune
+from crosstune.compile import package
+
+
+def _ort(path, inputs):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
+
+
+def test_compile_verify_cli(model_dir, tmp_path):
+    out = tmp_path / "conv.ctm"
+    proc = run_cli("compile", model_dir / "conv.onnx", "--target", "host", "-o", out, "--verify", check=0)
+    assert f"wrote {out}" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("logits"))
+    max_abs = float(row.split()[1])
+    assert 0 <= max_abs < 1e-4
+    assert "0/10  ok" in row
+    assert "PASSED: outputs agree with onnxruntime" in proc.stdout
+
+
+def test_package_holds_library_weights_metadata(model_dir, conv_package):
+    with zipfile.ZipFile(conv_package) as z:
+        assert set(z.namelist()) == {"metadata.json", "lib.so", "weights.params"}
+        meta = json.loads(z.read("metadata.json"))
+        lib = z.read("lib.so")
+    assert lib[:4] == b"\x7fELF"
+    assert meta["format"] == "crosstune-package" and meta["format_version"] == package.FORMAT_VERSION
+    assert meta["model"]["sha256"] == hashlib.sha256((model_dir / "conv.onnx").read_bytes()).hexdigest()
+    assert meta["model"]["opset"] == 17
+    assert meta["inputs"] == [{"name": "x", "shape": [1, 3, 32, 32], "dtype": "float32"}]
+    assert meta["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    import tvm
+
+    assert meta["tvm_version"] == tvm.__version__
+    assert meta["target"]["preset"] == "host" and meta["target"]["tvm"]["kind"] == "llvm"
+    assert meta["weights"]["count"] == 11 and meta["weights"]["bytes"] > 0
+    assert meta["created"].endswith("+00:00")
+
+
+def test_python_api_matches_onnxruntime(model_dir, tmp_path):
+    result = crosstune.compile(model_dir / "matmul.onnx", target="x86-avx2", output=tmp_path / "m.ctm")
+    assert result.package == str(tmp_path / "m.ctm") and result.verification is None
+    model = crosstune.load(result.package)
+    a = np.random.default_rng(7).standard_normal((4, 512)).astype(np.float32)
+    ours = model.run({"a": a})
+    ref = _ort(model_dir / "matmul.onnx", {"a": a})
+    np.testing.assert_allclose(ours["probs"], ref["probs"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(ours["best"], ref["best"])
+    assert ours["best"].dtype == np.int64
+    stats = model.benchmark({"a": a}, warmup=1, repeat=5)
+    assert stats.count == 5 and stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.max_ms
+
+
+def test_compile_module_is_also_a_package():
+    from crosstune.compile import CompileOptions, driver  # noqa: F401 - importing must not shadow the API
+
+    assert callable(crosstune.compile)
+    assert crosstune.compile.CompileOptions is CompileOptions
+
+
+def test_integer_inputs_that_index_tables_stay_in_range(model_dir, tmp_path):
+    proc = run_cli("compile", model_dir / "embedding.onnx", "-o", tmp_path / "e.ctm", "--verify", check=0)
+    assert "PASSED" in proc.stdout
+    meta = package.read_info(tmp_path / "e.ctm")
+    assert meta.inputs[0].high == 1000  # random ids are drawn below the table size
+
+
+def test_dynamic_input_needs_shape(model_dir, tmp_path):
+    out = tmp_path / "d.ctm"
+    proc = run_cli("compile", model_dir / "conv_dyn.onnx", "-o", out)
+    assert_user_error(proc, "input 'x' has dynamic shape Nx3x32x32", "--input-shape x=1x3x32x32")
+    assert not out.exists()
+
+
+def test_dynamic_input_with_shape_compiles(model_dir, tmp_path):
+    out = tmp_path / "d.ctm"
+    proc = run_cli(
+        "compile", model_dir / "conv_dyn.onnx", "-o", out, "--input-shape", "x=3x3x32x32", "--verify", check=0
+    )
+    assert "0/30  ok" in proc.stdout
+    meta = package.read_info(out)
+    assert meta.inputs[0].shape == (3, 3, 32, 32) and meta.outputs[0].shape == (3, 10)
+    assert meta.model["input_shapes_given"] == {"x": [3, 3, 32, 32]}
+
+
+@pytest.mark.parametrize(
+    "spec,fragment",
+    [
+        ("x=2x3x31x32", "dimension 2 is fixed at 32"),
+        ("x=2x3x32", "has rank 3"),
+        ("y=2x3x32x32", "names 'y'"),
+        ("x=2xAx32x32", "bad shape '2xAx32x32'"),
+        ("x2x3x32x32", "expects NAME=VALUE"),
+    ],
+)
+def test_bad_input_shapes(model_dir, spec, fragment):
+    assert_user_error(run_cli("compile", model_dir / "conv_dyn.onnx", "--input-shape", spec), fragment)
+
+
+def test_unsupported_operator_is_named(model_dir, tmp_path):
+    proc = run_cli("compile", model_dir / "unsupported.onnx", "-o", tmp_path / "u.ctm")
+    assert_user_error(proc, "cannot convert", "Celu (1 node)", "ReverseSequence (1 node)")
+    assert not (tmp_path / "u.ctm").exists()
+
+
+def test_converter_failure_names_the_node(tmp_path):
+    """TopK whose k is a runtime input: ONNX Runtime runs it, TVM's converter needs k constant."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["values", "indices"], name="pick_best")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 10]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, [5, "K"]),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, [5, "K"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "topk.onnx"
+    onnx.save(model, p)
+    ref = _ort(p, {"x": np.ones((5, 10), np.float32), "k": np.array([3])})
+    assert ref["values"].shape == (5, 3)
+    proc = run_cli("compile", p, "-o", tmp_path / "t.ctm")
+    assert_user_error(proc, "TVM cannot convert node 'pick_best' (TopK)", "k must be a constant")
+    assert "Error converting operator" not in proc.stdout  # TVM's own dump stays off the terminal
+
+
+def test_checker_rejection_that_onnxruntime_accepts_is_a_warning(tmp_path):
+    """Graph outputs declared without a shape fail the ONNX checker, yet ONNX Runtime runs such
+    models: crosstune warns and compiles."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "shapeless.onnx"
+    onnx.save(model, p)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+    proc = run_cli("compile", p, "-o", tmp_path / "s.ctm", "--verify", check=0)
+    assert "warning: the ONNX checker rejects this model" in proc.stdout
+    assert "PASSED" in proc.stdout
+    assert package.read_info(tmp_path / "s.ctm").outputs[0].shape == (2, 8)  # inferred
+
+
+def test_missing_linker_names_the_package(model_dir, tmp_path):
+    preset = tmp_path / "board.toml"
+    preset.write_text(
+        'description = "a board"\ndevice = "cpu"\n[target]\nkind = "llvm"\n'
+        '[compiler]\ncc = "no-such-cross-g++"\npackage = "g++-no-such-cross"\n'
+    )
+    proc = run_cli("compile", model_dir / "conv.onnx", "--target", preset, "-o", tmp_path / "b.ctm")
+    assert_user_error(proc, "'no-such-cross-g++', which is not installed", "g++-no-such-cross")
+
+
+def test_failing_linker_is_a_tool_error(model_dir, tmp_path):
+    """A linker that runs and fails: the error keeps its command, exit code and output."""
+    fake_cc = tmp_path / "failing-cc"
+    fake_cc.write_text("#!/bin/sh\necho 'ld: cannot find -lmagic' >&2\nexit 7\n")
+    fake_cc.chmod(0o755)
+    preset = tmp_path / "badlink.toml"
+    preset.write_text(f'device = "cpu"\n[target]\nkind = "llvm"\n[compiler]\ncc = "{fake_cc}"\n')
+    out = tmp_path / "bl.ctm"
+    proc = run_cli("compile", model_dir / "conv.onnx", "--target", preset, "-o", out)
+    assert proc.returncode == 3, proc.stderr
+    assert f"{fake_cc} failed with exit code 7" in proc.stderr
+    assert "command: " in proc.stderr and "-shared" in proc.stderr
+    assert "ld: cannot find -lmagic" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_verification_failure_exits_nonzero(model_dir, tmp_path):
+    """With zero tolerance, the last-bit differences of a 512-long dot product must fail."""
+    proc = run_cli("compile", model_dir / "matmul.onnx", "-o", tmp_path / "m.ctm", "--verify", "--rtol", "0", "--atol", "0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("probs"))
+    assert row.endswith("FAIL") and float(row.split()[1]) > 0
+    assert "best" in proc.stdout  # integer output: exact, still passes
+    assert proc.stderr.strip() == "FAILED: outputs disagree with onnxruntime beyond rtol 0, atol 0: probs"
+
+
+def test_default_output_name(model_dir, tmp_path):
+    run_cli("compile", model_dir / "conv.onnx", "--target", "x86-64", cwd=tmp_path, check=0)
+    assert (tmp_path / "conv.x86-64.ctm").is_file()
+
+
+@pytest.mark.parametrize("stage", ["building", "linking"])
+def test_ctrl_c_is_one_line_and_keeps_existing_package(tmp_path, stage):
+    """Interrupt a long compile (densenet121, ~40 s) mid-stage: exit 130, one line, no traceback,
+    and the package already at the output path is left as it was, with no temporary files."""
+    from crosstune.zoo import onnx_light
+
+    model = tmp_path / "densenet.onnx"
+    onnx_light.export("densenet121", model)
+    out = tmp_path / "keep.ctm"
+    out.write_bytes(b"the previous package")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "crosstune", "compile", str(model), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    for line in proc.stdout:
+        if stage in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "crosstune: interrupted"
+    assert out.read_bytes() == b"the previous package"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["densenet.onnx", "keep.ctm"]
