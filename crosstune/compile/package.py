@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ def read_info(path: str | Path) -> PackageInfo:
 def _info(z: zipfile.ZipFile, path) -> PackageInfo:
     try:
         d = json.loads(z.read(METADATA).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise UserError(f"{path}: corrupt metadata ({err})") from None
     return PackageInfo.from_json(d, str(path))
 
@@ -139,5 +140,5 @@ def read(path: str | Path) -> tuple[PackageInfo, bytes, bytes]:
         info = _info(z, path)
         try:
             return info, z.read(LIBRARY), z.read(WEIGHTS)
-        except (zipfile.BadZipFile, OSError) as err:  # CRC mismatch, truncated member
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:  # CRC, inflate, truncation
             raise UserError(f"{path} is damaged ({err})") from None
