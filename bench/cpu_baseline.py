@@ -3,7 +3,7 @@ seeded inputs for both engines, timed in one run with crosstune's timing (warm-u
 
     python bench/cpu_baseline.py [--models resnet50,mobilenetv2,encoder] [--repeat 20]
 
-Writes bench/results/cpu_baseline-<preset>.json and prints a table with the ratio to ONNX Runtime.
+Writes bench/results/cpu_baseline-<preset>.json (and .txt) and prints a table with the ratio to ONNX Runtime.
 Absolute times on shared machines are noisy; the ratios are what to read.
 """
 
@@ -78,8 +78,10 @@ def main() -> int:
          f"{r['ratio_to_onnxruntime']}x", "yes" if r["agreement_passed"] else "NO"]
         for r in rows
     ]
-    print(table(["MODEL (batch 1)", "CROSSTUNE ms", "ONNXRUNTIME ms", "CROSSTUNE/ORT", "OUTPUTS AGREE"], lines, "lrrrl"))
-    print(f"machine: {cpu.model}, {cpu.cores} cores ({target.detected}); wrote {out}")
+    text = table(["MODEL (batch 1)", "CROSSTUNE ms", "ONNXRUNTIME ms", "CROSSTUNE/ORT", "OUTPUTS AGREE"], lines, "lrrrl")
+    text += f"\nmachine: {target.detected}; untuned; {doc['date']}\ncommand: {doc['command']}\n"
+    out.with_suffix(".txt").write_text(text)
+    print(text + f"wrote {out} and {out.with_suffix('.txt')}")
     return 0
 
 
