@@ -199,7 +199,7 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from .runtime import load
-    from .tensors import load_inputs, parse_assignments, random_inputs
+    from .tensors import check_inputs, load_inputs, parse_assignments, random_inputs
     from .textfmt import ms
 
     if args.repeat < 1:
@@ -211,8 +211,6 @@ def cmd_run(args) -> int:
         f"TVM {info.tvm_version}, built {info.created}"
     )
     given = load_inputs(parse_assignments(args.input, "--input"))
-    from .tensors import check_inputs
-
     check_inputs(compiled.inputs, given)
     missing = [s for s in compiled.inputs if s.name not in given]
     inputs = {**random_inputs(missing, args.seed), **given}

@@ -3,7 +3,6 @@ compiled for this machine, verified against ONNX Runtime, and timed beside it.""
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -69,7 +68,7 @@ def run_demo(model: str, workdir: Path, *, say: Callable[[str], None], repeat: i
     for row, engine in zip(rows, engines):
         row.append(f"{stats[engine.name].median_ms / base:.1f}x")
     say("")
-    say(f"{model}, batch 1, on {platform.processor() or platform.machine()} ({target.detected}):")
+    say(f"{model}, batch 1, on this machine ({target.detected}):")
     say(table(["ENGINE", "VERSION", "MEDIAN ms", "P90 ms", "MIN ms", "MAX ms", "RUNS", "vs ORT"], rows, "llrrrrrr"))
     say("")
     say(

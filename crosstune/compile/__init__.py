@@ -21,9 +21,7 @@ def compile_model(model, options: CompileOptions | None = None, progress=None) -
     `progress(stage)`, if given, is called as each stage starts."""
     from .driver import compile_model as _impl
 
-    if progress is None:
-        return _impl(model, options or CompileOptions())
-    return _impl(model, options or CompileOptions(), progress)
+    return _impl(model, options or CompileOptions(), progress or (lambda _stage: None))
 
 
 class _CallableModule(types.ModuleType):

@@ -19,11 +19,7 @@ def default_output(model: onnx_model.OnnxModel, target: str) -> str:
     return f"{model.name}.{Path(target).stem}.ctm"
 
 
-def _quiet(_stage: str) -> None:
-    pass
-
-
-def compile_model(model, options: CompileOptions, progress=_quiet) -> CompileResult:
+def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     """`progress(stage)` is called as each stage starts (import, build, link, verify)."""
     timings: dict[str, float] = {}
     target = targets.get(options.target)
