@@ -138,3 +138,25 @@ def test_inspect_package(conv_package):
     meta = json.loads(zipfile.ZipFile(conv_package).read("metadata.json"))
     assert f"sha256 {meta['model']['sha256']}" in out
     assert "input      x 1x3x32x32 float32" in out and "output     logits 1x10 float32" in out
+
+
+def test_package_for_a_cpu_this_one_is_not(conv_package, tmp_path):
+    """A package whose target needs an instruction-set extension this CPU lacks (as one built for
+    a newer Xeon would) is refused with one line instead of dying on SIGILL."""
+    from crosstune.targets import host
+
+    # Flags of other or newer x86 CPUs (Knights Mill, Granite Rapids, Arrow Lake): one is missing here.
+    flags = host.detect().flags
+    extra = next(f for f in ("avx512_4fmaps", "amx_fp16", "sha512", "avx_ne_convert", "avx10_2") if f not in flags)
+    newer = tmp_path / "newer.ctm"
+    _rewrite_metadata(conv_package, newer, lambda t: t.replace('"cpu_flags": [', f'"cpu_flags": ["{extra}", ', 1))
+    assert_user_error(run_cli("run", newer), "needs CPU features this CPU lacks", extra, "--target host")
+
+
+def test_package_records_its_cpu_flags(conv_package):
+    import json
+
+    meta = json.loads(zipfile.ZipFile(conv_package).read("metadata.json"))
+    from crosstune import targets
+
+    assert meta["target"]["cpu_flags"] == targets.get("host").cpu_flags()

@@ -57,7 +57,7 @@ def _cpuinfo(tmp_path, flags: str):
     return str(p)
 
 
-AVX2 = "fpu sse sse2 sse4_2 popcnt avx avx2 fma f16c bmi1 bmi2 movbe"
+AVX2 = "fpu sse sse2 pni ssse3 sse4_1 sse4_2 popcnt avx avx2 fma f16c bmi1 bmi2 movbe abm"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,13 @@ def test_host_detection_levels(tmp_path, flags, expected, monkeypatch):
     cpu = host.detect(_cpuinfo(tmp_path, flags))
     assert cpu.model == "Test CPU"
     assert cpu.preset == expected
+
+
+@pytest.mark.parametrize("preset,needed", host.LEVELS)
+def test_detection_levels_match_what_llvm_enables(preset, needed):
+    """A CPU that passes detection for a level must have every feature the level's code may use,
+    or `host` would build packages that the load-time check (or the CPU) refuses."""
+    assert set(targets.get(preset).cpu_flags()) == set(needed)
 
 
 def test_host_on_non_x86_names_presets(monkeypatch):

@@ -61,7 +61,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             },
             inputs=src.inputs,
             outputs=src.outputs,
-            target=target.to_json(),
+            target={**target.to_json(), "cpu_flags": target.cpu_flags()},
             weights={
                 "count": len(relax_model.weights),
                 "bytes": sum(w.numpy().nbytes for w in relax_model.weights),

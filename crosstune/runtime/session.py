@@ -10,6 +10,7 @@ import numpy as np
 
 from ..compile import package
 from ..errors import UserError
+from ..targets import host
 from ..tensors import TensorSpec, check_inputs, numpy_dtype, random_inputs
 from .timing import LatencyStats, measure
 
@@ -38,6 +39,12 @@ class CompiledModel:
             )
         self.info = info
         self.device = _device(info.target.get("device", "cpu"))
+        lacking = host.missing(list(info.target.get("cpu_flags", [])))
+        if lacking:
+            raise UserError(
+                f"{path} was built for target '{info.target.get('preset')}', whose code needs CPU "
+                f"features this CPU lacks ({', '.join(lacking)}): recompile it with --target host"
+            )
         # load_module needs a file; once loaded, the file can go.
         with tempfile.TemporaryDirectory(prefix="crosstune-") as tmp:
             lib_path = os.path.join(tmp, package.LIBRARY)

@@ -44,6 +44,15 @@ class Target:
             return tvm.target.Target(self.tvm)
         return tvm.target.Target(self.tvm, host=self.host)
 
+    def cpu_flags(self) -> list[str]:
+        """The /proc/cpuinfo flags a CPU needs to run code built for this target (x86 only; imports
+        TVM to ask LLVM which features the target's mcpu/mattr enable)."""
+        if self.device != "cpu" or not str(self.tvm.get("mtriple", "x86_64")).startswith("x86_64"):
+            return []
+        from tvm.target import codegen
+
+        return _host.cpuinfo_flags_for(str(f) for f in codegen.llvm_get_cpu_features(self.tvm_target()))
+
     def check_compiler(self) -> str:
         """Path of the linker, or a one-line error naming the package that provides it."""
         path = shutil.which(self.cc)

@@ -9,10 +9,39 @@ from dataclasses import dataclass
 # Features each level's LLVM CPU (skylake-avx512, core-avx2) lets the code generator use. A level is
 # chosen only when /proc/cpuinfo lists all of them: virtual machines sometimes hide one, and code built
 # for a feature the CPU lacks dies with SIGILL instead of an error.
-_AVX2 = frozenset({"avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "movbe", "popcnt", "sse4_2"})
+# (Kept equal to what LLVM enables for those CPUs: tests/test_targets.py checks it.)
+_AVX2 = frozenset(
+    {"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "movbe", "abm"}
+)
 _AVX512 = _AVX2 | {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
 LEVELS = (("x86-avx512", _AVX512), ("x86-avx2", _AVX2))
+
+# LLVM's x86 feature names -> /proc/cpuinfo flags, for the instruction-set extensions generated
+# code may contain. A package records the ones its target enables; loading it on a CPU without
+# one of them would end in SIGILL, so `missing` turns that into an error first.
+LLVM_TO_CPUINFO = {
+    "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "popcnt": "popcnt",
+    "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
+    "movbe": "movbe", "lzcnt": "abm", "avx512f": "avx512f", "avx512cd": "avx512cd",
+    "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
+    "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
+    "avx512vbmi": "avx512vbmi", "avxvnni": "avx_vnni", "amx-tile": "amx_tile",
+    "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+}
+
+
+def cpuinfo_flags_for(llvm_features) -> list[str]:
+    """The /proc/cpuinfo flags matching a set of LLVM x86 features (only the mapped ones)."""
+    return sorted({LLVM_TO_CPUINFO[f] for f in llvm_features if f in LLVM_TO_CPUINFO})
+
+
+def missing(required: list[str], cpu: "HostCPU | None" = None) -> list[str]:
+    """Required flags this CPU does not list (none when it is not x86, where flags do not apply)."""
+    cpu = cpu or detect()
+    if cpu.machine not in ("x86_64", "AMD64") or not cpu.flags:
+        return []
+    return sorted(set(required) - cpu.flags)
 
 
 @dataclass(frozen=True)
