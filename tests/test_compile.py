@@ -232,3 +232,26 @@ def test_ctrl_c_is_one_line_and_keeps_existing_package(tmp_path, stage):
     assert err.strip() == "crosstune: interrupted"
     assert out.read_bytes() == b"the previous package"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["densenet.onnx", "keep.ctm"]
+
+
+def test_checker_fallback_finds_external_weights(tmp_path):
+    """The same checker-vs-ONNX-Runtime decision for a model whose weights live in a separate file:
+    ONNX Runtime must be given the model's path to find them (run from another directory)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(2, 8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "m").mkdir()
+    p = tmp_path / "m" / "ext.onnx"
+    onnx.save(model, p, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    assert (tmp_path / "m" / "w.bin").is_file()
+    (tmp_path / "elsewhere").mkdir()
+    proc = run_cli("compile", p, "-o", tmp_path / "e.ctm", "--verify", cwd=tmp_path / "elsewhere", check=0)
+    assert "warning: the ONNX checker rejects this model" in proc.stdout
+    assert "PASSED" in proc.stdout

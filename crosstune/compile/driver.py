@@ -19,6 +19,16 @@ def default_output(model: onnx_model.OnnxModel, target: str) -> str:
     return f"{model.name}.{Path(target).stem}.ctm"
 
 
+def _nbytes(tensor) -> int:
+    """Size of a TVM tensor from its shape and dtype, without copying it to the host."""
+    from ..tensors import numpy_dtype
+
+    count = 1
+    for d in tensor.shape:
+        count *= int(d)
+    return count * numpy_dtype(str(tensor.dtype)).itemsize
+
+
 def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     """`progress(stage)` is called as each stage starts (import, build, link, verify)."""
     timings: dict[str, float] = {}
@@ -47,7 +57,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     with tempfile.TemporaryDirectory(prefix="crosstune-") as tmp:
         lib = Path(tmp) / package.LIBRARY
         executable.export_library(str(lib), fcompile=fcompile_for(target))
-        weights = tvm.runtime.save_param_dict({str(i): w for i, w in enumerate(relax_model.weights)})
+        weights = bytes(tvm.runtime.save_param_dict({str(i): w for i, w in enumerate(relax_model.weights)}))
         info = package.PackageInfo(
             crosstune_version=__version__,
             tvm_version=tvm.__version__,
@@ -64,12 +74,12 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             target={**target.to_json(), "cpu_flags": target.cpu_flags()},
             weights={
                 "count": len(relax_model.weights),
-                "bytes": sum(w.numpy().nbytes for w in relax_model.weights),
+                "bytes": sum(_nbytes(w) for w in relax_model.weights),
                 "names": relax_model.weight_names,
             },
             build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": None},
         )
-        package.write(out, info, lib, bytes(weights))
+        package.write(out, info, lib, weights)
     timings["link_s"] = time.perf_counter() - t
 
     verification = None

@@ -79,7 +79,7 @@ def load(source: str | Path | onnx.ModelProto) -> OnnxModel:
         # The checker is stricter than the engines (it rejects, for one, graph outputs declared
         # without a shape, which ONNX Runtime runs). Refuse the model only if the reference engine
         # refuses it too; otherwise carry the finding as a warning.
-        if not _onnxruntime_loads(data):
+        if not _onnxruntime_loads(path or data):
             raise UserError(f"{where} fails the ONNX checker (truncated or invalid?): {first}") from None
         warnings.append(f"the ONNX checker rejects this model ({first}), but ONNX Runtime loads it")
     model = _describe(proto, name, sha, path)
@@ -87,13 +87,14 @@ def load(source: str | Path | onnx.ModelProto) -> OnnxModel:
     return model
 
 
-def _onnxruntime_loads(data: bytes) -> bool:
+def _onnxruntime_loads(model: str | bytes) -> bool:
+    """Whether ONNX Runtime accepts the model (a path, so it finds external weight files, or bytes)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     try:
-        ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     except Exception:  # any refusal counts
         return False
     return True
