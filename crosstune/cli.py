@@ -152,6 +152,8 @@ def cmd_compile(args) -> int:
         seed=args.seed,
         rtol=args.rtol,
         atol=args.atol,
+        use_logs=not args.no_logs,
+        db=args.db,
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
@@ -163,6 +165,7 @@ def cmd_compile(args) -> int:
     secs = result.seconds
     for w in result.warnings:
         say(f"warning: {w}")
+    _report_tuning(result.info.build.get("tuning"), args)
     say(
         f"wrote {result.package} ({_size(result.package)}) in {time.perf_counter() - started:.1f} s "
         f"(import {secs['import_s']:.1f} s, build {secs['build_s']:.1f} s, link {secs['link_s']:.1f} s)"
@@ -170,6 +173,135 @@ def cmd_compile(args) -> int:
     if result.verification is not None:
         return _report_agreement(result.verification, args)
     return EXIT_OK
+
+
+def _report_tuning(tuning, args) -> None:
+    if args.no_logs:
+        say("  tuning logs: not used (--no-logs); every kernel has TVM's default schedule")
+    elif tuning is None:
+        say("  tuning logs: none stored for this target; every kernel has TVM's default schedule "
+            "(run `crosstune tune` to tune)")
+    else:
+        say(f"  tuning logs: {tuning['database']} ({tuning['records_in_database']} records): "
+            f"{tuning['covered']} of {tuning['tasks']} kernels tuned, "
+            f"{tuning['default_schedules']} on default schedules")
+
+
+
+# ------------------------------------------------------------------------------------------- tune
+def _duration(text: str | None) -> float | None:
+    """'90s', '20m', '1.5h', '3600' -> seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise UserError(f"bad --time-budget '{text}': use seconds or a unit, e.g. 90s, 20m, 1.5h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _fmt_s(secs: float | None) -> str:
+    if secs is None:
+        return "?"
+    secs = int(secs)
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else f"{secs // 60}m{secs % 60:02d}s"
+
+
+def _fmt_latency(secs: float | None) -> str:
+    if secs is None:
+        return "-"
+    return f"{secs * 1e6:.1f} us" if secs < 1e-3 else f"{secs * 1e3:.2f} ms"
+
+
+class _TuneDisplay:
+    """Progress of a tuning run: one line per round (rewritten in place on a terminal)."""
+
+    def __init__(self):
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, p) -> None:
+        _Interrupt.check()
+        tasks = p.tasks
+        finished = sum(1 for t in tasks if t.status in ("done", "covered", "exhausted"))
+        est = sum(t.weight * t.best_s for t in tasks if t.best_s is not None)
+        untimed = sum(1 for t in tasks if t.best_s is None)
+        if p.event == "start":
+            covered = [t for t in tasks if t.status == "covered"]
+            partial = [t for t in tasks if t.status == "pending" and t.stored]
+            say(f"  {len(tasks)} tuning tasks; {len(covered)} already at their budget in the store "
+                f"(reused, not re-tuned), {len(partial)} resumed from stored trials, "
+                f"{len(tasks) - len(covered) - len(partial)} new")
+            for t in covered:
+                say(f"    reused  {t.name}: {t.stored} stored trials, best {_fmt_latency(t.stored_best_s)}")
+            say(f"  plan: {p.trials_planned} trials")
+            return
+        last = p.last
+        line = (f"  [{_fmt_s(p.elapsed_s)}] tasks {finished}/{len(tasks)}  trials {p.trials}/{p.trials_planned}  "
+                f"sum of best kernel times {_fmt_latency(est)}{f' (+{untimed} untimed)' if untimed else ''}  "
+                f"ETA {_fmt_s(p.eta_s) if p.event != 'done' else '-'}")
+        if last is not None and p.event == "round":
+            line += f"  | {last.name[:40]}: {last.trials} trials, best {_fmt_latency(last.best_s)}"
+        if self.tty and p.event == "round":
+            print("\r\033[K" + line[: os.get_terminal_size().columns - 1], end="", flush=True)
+        else:
+            if self.tty:
+                print()
+            say(line)
+
+
+def cmd_tune(args) -> int:
+    from . import targets
+    from .tuning import TuneOptions, tune_model
+    from .tuning.pools import MeasureConfig
+
+    target = targets.get(args.target)
+    for name, value in (("--trials", args.trials), ("--trials-per-task", args.trials_per_task)):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be at least 1")
+    opts = TuneOptions(
+        target=args.target,
+        trials=args.trials,
+        trials_per_task=args.trials_per_task,
+        time_budget_s=_duration(args.time_budget),
+        trials_per_round=args.trials_per_round,
+        db=args.db,
+        input_shapes=_shapes(args.input_shape),
+        seed=args.seed,
+        builders=args.build_workers,
+        measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
+    )
+    from .tuning import logstore
+
+    store = logstore.store_for(target, args.db)
+    detected = f" (detected {target.detected})" if target.detected else ""
+    say(f"tuning {args.model} for {target.name}{detected}; records go to {store.path}")
+    stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
+              "workers": "starting build and measure workers"}
+    result = tune_model(args.model, opts, progress=_TuneDisplay(), stage=lambda s: stage(f"  {stages.get(s, s)} ..."))
+    for problem in result.problems:
+        say(f"warning: tuning log: {problem}")
+    say(f"  {result.trials} trials in {_fmt_s(result.seconds)} ({result.trials_per_minute:.1f} per minute); "
+        f"{result.records_written} records written"
+        + (f" to {result.shard}" if result.shard else ""))
+    rows = []
+    for t in sorted(result.tasks, key=lambda t: -(t.weight * (t.best_s or 0))):
+        rows.append([t.name[:48], str(t.weight), str(t.stored + t.trials), str(t.trials), str(t.errors),
+                     _fmt_latency(t.best_s), t.status])
+    from .textfmt import table
+
+    say(table(["TASK", "USES", "TRIALS", "NEW", "FAILED", "BEST", "STATUS"], rows))
+    if result.stopped == "interrupted" or _Interrupt.seen:
+        say("interrupted: every measured record is saved; run the same command to resume")
+        return EXIT_INTERRUPTED
+    if result.stopped == "time":
+        say("stopped at the time budget; run the same command to continue")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- logs
+def cmd_logs(args) -> int:
+    from .tuning import logs_cli
+
+    return logs_cli.run(args, say)
 
 
 def _size(path) -> str:
@@ -287,7 +419,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the verification inputs (default 0)")
     s.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
     s.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
+    s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("tune", help="auto-tune a model's kernels for a target; records go to the tuning-log store")
+    s.add_argument("model")
+    s.add_argument("--target", "-t", default="host", help="target preset or .toml file (default host)")
+    s.add_argument("--trials", type=int, help="trial budget of this run (default: what the tasks still need)")
+    s.add_argument("--trials-per-task", type=int, default=64, help="budget per kernel, stored trials included (default 64)")
+    s.add_argument("--time-budget", metavar="DURATION", help="stop after this long, e.g. 20m, 1.5h")
+    s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
+    s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.add_argument("--trials-per-round", type=int, default=32, help="candidates built and measured per round (default 32)")
+    s.add_argument("--build-workers", type=int, help="parallel build processes (default: all cores)")
+    s.add_argument("--min-repeat-ms", type=int, default=100, help="shortest timed repeat per candidate (default 100)")
+    s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
+    lsub = s.add_subparsers(dest="logs_command", metavar="LOGS_COMMAND", required=True)
+    lg = lsub.add_parser("list", help="stores per target: workloads, records, models")
+    lg.add_argument("--root", help="logs root (default: the project's logs/ or $CROSSTUNE_LOGS)")
+    lg.set_defaults(func=cmd_logs)
+    lg = lsub.add_parser("show", help="workloads of one store with their best records")
+    lg.add_argument("store", help="target preset name or store folder")
+    lg.add_argument("--model", help="only workloads tuned for this model")
+    lg.add_argument("--root", help="logs root")
+    lg.set_defaults(func=cmd_logs)
+    lg = lsub.add_parser("merge", help="merge stores (from other machines or boards) into one")
+    lg.add_argument("sources", nargs="+", help="store folders or shard files to merge from")
+    lg.add_argument("--into", required=True, help="destination: target preset name or store folder")
+    lg.add_argument("--root", help="logs root")
+    lg.set_defaults(func=cmd_logs)
+    lg = lsub.add_parser("prune", help="keep the best K records per workload (drops failures)")
+    lg.add_argument("store", help="target preset name or store folder")
+    lg.add_argument("--keep", type=int, default=8, help="records kept per workload (default 8)")
+    lg.add_argument("--root", help="logs root")
+    lg.set_defaults(func=cmd_logs)
+    lg = lsub.add_parser("export", help="a compact best-records database for shipping")
+    lg.add_argument("store", help="target preset name or store folder")
+    lg.add_argument("-o", "--output", required=True, help="output folder (crosstune format) or, with --format tvm, TVM JSONDatabase folder")
+    lg.add_argument("--keep", type=int, default=1, help="records per workload (default 1)")
+    lg.add_argument("--format", choices=["crosstune", "tvm"], default="crosstune", help="crosstune shard, or TVM's database_workload.json + database_tuning_record.json")
+    lg.add_argument("--root", help="logs root")
+    lg.set_defaults(func=cmd_logs)
 
     s = sub.add_parser("run", help="run a .ctm package and time it")
     s.add_argument("package")

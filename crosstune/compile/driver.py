@@ -46,9 +46,20 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
     progress("build")
     t = time.perf_counter()
+    database, db_label, db_problems = None, "", []
+    if options.use_logs:
+        from ..tuning import logstore
+
+        store = logstore.store_for(target, options.db)
+        if store.exists():
+            index = store.load()
+            database = store.tvm_database(index)
+            db_label, db_problems = str(store.path), index.problems
     native_log: list[str] = []
     with native_stderr_captured(native_log):
-        executable = pipeline.build(relax_model.mod, target)
+        built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label)
+    executable, weights_out = built.executable, built.weights
+    tuning = built.coverage.to_json() if built.coverage is not None else None
     timings["build_s"] = time.perf_counter() - t
 
     progress("link")
@@ -57,7 +68,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     with tempfile.TemporaryDirectory(prefix="crosstune-") as tmp:
         lib = Path(tmp) / package.LIBRARY
         executable.export_library(str(lib), fcompile=fcompile_for(target))
-        weights = bytes(tvm.runtime.save_param_dict({str(i): w for i, w in enumerate(relax_model.weights)}))
+        weights = bytes(tvm.runtime.save_param_dict({str(i): w for i, w in enumerate(weights_out)}))
         info = package.PackageInfo(
             crosstune_version=__version__,
             tvm_version=tvm.__version__,
@@ -73,11 +84,15 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             outputs=src.outputs,
             target={**target.to_json(), "cpu_flags": target.cpu_flags()},
             weights={
-                "count": len(relax_model.weights),
-                "bytes": sum(_nbytes(w) for w in relax_model.weights),
+                "count": len(weights_out),
+                "bytes": sum(_nbytes(w) for w in weights_out),
+                # The ONNX initializers; the package holds them after the ahead-of-time transform
+                # (layout rewrites, folded weight-only ops), so count and order may differ.
                 "names": relax_model.weight_names,
+                "transformed": len(weights_out) != len(relax_model.weights)
+                or any(a is not b for a, b in zip(weights_out, relax_model.weights)),
             },
-            build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": None},
+            build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": tuning},
         )
         package.write(out, info, lib, weights)
     timings["link_s"] = time.perf_counter() - t
@@ -90,4 +105,5 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
         t = time.perf_counter()
         verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol)
         timings["verify_s"] = time.perf_counter() - t
-    return CompileResult(str(out), info, timings, verification, list(src.warnings))
+    warnings_ = list(src.warnings) + [f"tuning log: {p}" for p in db_problems]
+    return CompileResult(str(out), info, timings, verification, warnings_)

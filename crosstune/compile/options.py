@@ -17,6 +17,8 @@ class CompileOptions:
     input_shapes: static shapes for inputs with dynamic dimensions, {name: (1, 3, 224, 224)} or
         {name: "1x3x224x224"}.
     verify: run the package against ONNX Runtime on seeded random inputs after building.
+    use_logs: apply the target's stored tuning records (default: yes).
+    db: the tuning-log folder to use instead of `logs/<target's preset>/`.
     """
 
     target: str = "host"
@@ -26,6 +28,8 @@ class CompileOptions:
     seed: int = 0
     rtol: float = 1e-3
     atol: float = 1e-4
+    use_logs: bool = True
+    db: str | None = None
 
     def __post_init__(self):
         self.input_shapes = {

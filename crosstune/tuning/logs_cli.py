@@ -1,0 +1,176 @@
+"""`crosstune logs list|show|merge|prune|export`: the tuning-log store from the command line.
+
+Everything except `export --format tvm` works on the JSON alone, without importing TVM.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ..errors import UserError
+from ..textfmt import table
+from . import logstore
+
+
+def _root(args) -> Path:
+    return Path(args.root) if getattr(args, "root", None) else logstore.project_logs_root()
+
+
+def resolve(name: str, args) -> logstore.Store:
+    """A store from a folder path or a target preset name."""
+    path = Path(name)
+    if path.is_dir() or "/" in name:
+        return logstore.Store(path)
+    from .. import targets
+
+    try:
+        folder = targets.get(name).logs or name
+    except UserError:
+        folder = name
+    return logstore.Store(_root(args) / folder)
+
+
+def _latency(secs: float | None) -> str:
+    if secs is None:
+        return "-"
+    return f"{secs * 1e6:.1f} us" if secs < 1e-3 else f"{secs * 1e3:.2f} ms"
+
+
+def _problems(index: logstore.Index, say) -> None:
+    for p in index.problems:
+        say(f"warning: {p}")
+
+
+def run(args, say) -> int:
+    return {"list": _list, "show": _show, "merge": _merge, "prune": _prune, "export": _export}[args.logs_command](args, say)
+
+
+def _list(args, say) -> int:
+    root = _root(args)
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    rows = []
+    for folder in folders:
+        store = logstore.Store(folder)
+        if not store.shards():
+            continue
+        index = store.load()
+        _problems(index, say)
+        models = Counter(r.data.get("model") or "?" for r in index.records)
+        ok = sum(1 for r in index.records if r.ok)
+        rows.append([folder.name, str(len(index.shards)), str(len(index.by_workload())), str(ok),
+                     str(len(index.records) - ok), ", ".join(sorted(models))])
+    if not rows:
+        say(f"no tuning logs under {root}")
+        return 0
+    say(f"tuning logs under {root}")
+    say(table(["STORE", "SHARDS", "WORKLOADS", "RECORDS", "FAILED", "MODELS"], rows))
+    return 0
+
+
+def _show(args, say) -> int:
+    store = resolve(args.store, args)
+    if not store.exists():
+        raise UserError(f"no tuning logs in {store.path}")
+    index = store.load()
+    _problems(index, say)
+    rows = []
+    for wl, recs in sorted(index.by_workload().items(), key=lambda kv: kv[1][0].data.get("task", "")):
+        models = sorted({r.data.get("model") or "?" for r in recs})
+        if args.model and args.model not in models:
+            continue
+        tasks = sorted({r.data.get("task") or "?" for r in recs})
+        best = index.best(wl)
+        rows.append([", ".join(tasks)[:48], wl[:12], str(len(recs)), str(sum(1 for r in recs if not r.ok)),
+                     _latency(best.seconds if best else None), ", ".join(models)])
+    say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records")
+    say(table(["TASK", "WORKLOAD", "TRIALS", "FAILED", "BEST", "MODELS"], rows))
+    return 0
+
+
+def _sources(paths: list[str]) -> logstore.Index:
+    """Read shards from folders and files into one index."""
+    index = logstore.Index()
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            sub = logstore.Store(path).load()
+        elif path.is_file():
+            sub = logstore.Index()
+            logstore._read_shard(path, sub)
+            sub.shards.append(path)
+        else:
+            raise UserError(f"no tuning logs at {path}")
+        index.workloads.update({k: v for k, v in sub.workloads.items() if k not in index.workloads})
+        index.records.extend(sub.records)
+        index.problems.extend(sub.problems)
+        index.shards.extend(sub.shards)
+    return index
+
+
+def _merge(args, say) -> int:
+    dest = resolve(args.into, args)
+    incoming = _sources(args.sources)
+    _problems(incoming, say)
+    existing = dest.load()
+    have = {r.key for r in existing.records}
+    new = [r for r in logstore.dedupe(incoming.records) if r.key not in have and r.workload in incoming.workloads]
+    shard = dest.write_shard(new, incoming.workloads, label="merge")
+    workloads = len({r.workload for r in new})
+    known = len({r.workload for r in new} & set(existing.workloads))
+    say(f"merged {len(new)} new records ({workloads} workloads, {known} of them already in the store) "
+        f"from {len(incoming.shards)} shards into {dest.path}"
+        + (f" ({shard.name})" if shard else "; nothing new"))
+    return 0
+
+
+def _prune(args, say) -> int:
+    if args.keep < 1:
+        raise UserError("--keep must be at least 1")
+    store = resolve(args.store, args)
+    if not store.exists():
+        raise UserError(f"no tuning logs in {store.path}")
+    with store.lock(exclusive=True):
+        index = store.load()
+        _problems(index, say)
+        if any("skipped" in p and "format" in p for p in index.problems):
+            raise UserError("the store holds shards of another log format; prune would drop them; move them first")
+        kept = logstore.best_k(index, args.keep)
+        store.replace_all(kept, index.workloads, index.shards, label="pruned")
+    say(f"pruned {store.path}: kept {len(kept)} of {len(index.records)} records "
+        f"(best {args.keep} per workload, {len(index.by_workload())} workloads)")
+    return 0
+
+
+def _export(args, say) -> int:
+    if args.keep < 1:
+        raise UserError("--keep must be at least 1")
+    store = resolve(args.store, args)
+    if not store.exists():
+        raise UserError(f"no tuning logs in {store.path}")
+    index = store.load()
+    _problems(index, say)
+    best = logstore.best_k(index, args.keep)
+    out = Path(args.output)
+    if args.format == "crosstune":
+        if out.exists() and any(out.glob("*.jsonl")):
+            raise UserError(f"{out} already holds tuning logs; export into a new folder")
+        shard = logstore.Store(out).write_shard(best, index.workloads, label="export")
+        say(f"exported {len(best)} records ({len(index.by_workload())} workloads) to {shard}")
+        return 0
+    # TVM's own JSONDatabase, for use with plain TVM (`ms.database.JSONDatabase(work_dir=...)`).
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("database_workload.json", "database_tuning_record.json"):
+        if (out / name).exists():
+            raise UserError(f"{out / name} exists; export into a new folder")
+    from tvm.s_tir import meta_schedule as ms
+
+    sub = logstore.Index(workloads=index.workloads, records=best)
+    mem = store.tvm_database(sub)
+    tvm_db = ms.database.JSONDatabase(work_dir=str(out))
+    for rec in mem.get_all_tuning_records():
+        tvm_db.commit_workload(rec.workload.mod)
+        tvm_db.commit_tuning_record(ms.database.TuningRecord(rec.trace, tvm_db.commit_workload(rec.workload.mod),
+                                                              rec.run_secs, rec.target, rec.args_info))
+    say(f"exported {len(best)} records to TVM JSONDatabase {out}")
+    return 0

@@ -1,0 +1,420 @@
+"""The tuning-log store: MetaSchedule records on disk, one folder per target preset.
+
+Layout of a store (for example `logs/x86-avx512/`): any number of *shards*, `*.jsonl` files, each
+written by exactly one process and only ever appended to. Every line is one JSON object:
+
+    {"kind": "header", "format": 1, "tvm": "0.27.0.post1", "crosstune": "...", "created": "..."}
+    {"kind": "workload", "hash": "<structural hash>", "mod": "<TVM's Workload JSON>"}
+    {"kind": "record", "workload": "<hash>", "trace": ..., "run_secs": [...], "target": ...,
+     "args_info": ..., "task": "fused_conv2d_add_relu", "model": "resnet50", "time": ...}
+
+A shard names each workload before its first record, so every shard stands alone: shards can be
+copied between machines and merged by copying files. Why this shape:
+- one writer per file, so two `tune` processes on one store never interleave partial lines; a crash
+  or Ctrl-C loses at most the record being written, and every measured record is flushed and fsynced
+  as it arrives;
+- a truncated or corrupt line is reported with its file and line number and skipped; the rest loads;
+- compaction (`prune`, `merge` into a store, `export`) writes a new shard atomically (temp file +
+  rename) and only then removes the shards it replaced, under an exclusive lock that running tuners
+  hold shared, so it never removes a shard that is still being written.
+
+Reading the index (`Store.load`) needs no TVM: listing, pruning and merging work on the JSON.
+`Store.tvm_database()` builds a MetaSchedule `MemoryDatabase` from it for tuning and compiling.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import math
+import os
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .. import __version__
+from ..errors import UserError
+
+FORMAT_VERSION = 1
+FAILED_SECS = 1e10  # what MetaSchedule records for a candidate that failed to build or run
+LOCK_NAME = ".lock"
+
+
+def project_logs_root() -> Path:
+    """Where stored logs live: $CROSSTUNE_LOGS, else the checkout's `logs/`, else the user cache."""
+    env = os.environ.get("CROSSTUNE_LOGS")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "logs"
+    if checkout.is_dir():
+        return checkout
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "crosstune" / "logs"
+
+
+def store_for(target, db: str | None = None) -> "Store":
+    """The store a target uses: `db` when given, else `<logs root>/<target's log folder>`."""
+    if db:
+        return Store(Path(db))
+    return Store(project_logs_root() / (target.logs or target.name))
+
+
+@dataclass
+class Record:
+    workload: str  # structural hash
+    data: dict  # the line as stored
+    where: str  # "file:line"
+
+    @property
+    def seconds(self) -> float:
+        secs = [float(s) for s in self.data.get("run_secs") or [FAILED_SECS]]
+        secs.sort()
+        return secs[len(secs) // 2]
+
+    @property
+    def ok(self) -> bool:
+        return self.seconds < FAILED_SECS / 10
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of a measured schedule: its workload and its trace."""
+        return self.workload, str(self.data.get("trace_sha"))
+
+
+@dataclass
+class Index:
+    """Everything a store holds, read without TVM."""
+
+    workloads: dict[str, str] = field(default_factory=dict)  # hash -> Workload JSON (mod)
+    records: list[Record] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # "file:line: what is wrong"
+    shards: list[Path] = field(default_factory=list)
+
+    def by_workload(self) -> dict[str, list[Record]]:
+        out: dict[str, list[Record]] = defaultdict(list)
+        for r in self.records:
+            out[r.workload].append(r)
+        return out
+
+    def trials(self, workload: str) -> int:
+        return sum(1 for r in self.records if r.workload == workload)
+
+    def best(self, workload: str) -> Record | None:
+        ok = [r for r in self.records if r.workload == workload and r.ok]
+        return min(ok, key=lambda r: r.seconds) if ok else None
+
+
+class Store:
+    """A folder of shards. Create with a path; nothing is written until a `Writer` opens."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return self.path.is_dir() and any(self.path.glob("*.jsonl"))
+
+    def shards(self) -> list[Path]:
+        return sorted(self.path.glob("*.jsonl")) if self.path.is_dir() else []
+
+    # -- reading ----------------------------------------------------------------------------------
+    def load(self) -> Index:
+        index = Index()
+        for shard in self.shards():
+            _read_shard(shard, index)
+            index.shards.append(shard)
+        return index
+
+    def tvm_database(self, index: Index | None = None):
+        """A MetaSchedule MemoryDatabase holding every readable record (imports TVM)."""
+        import tvm
+        from tvm.s_tir import meta_schedule as ms
+
+        index = index or self.load()
+        db = ms.database.MemoryDatabase()
+        committed: dict[str, object] = {}
+        for r in index.records:
+            wl = committed.get(r.workload)
+            if wl is None:
+                mod_json = index.workloads.get(r.workload)
+                if mod_json is None:
+                    index.problems.append(f"{r.where}: record of unknown workload {r.workload} skipped")
+                    continue
+                try:
+                    wl = db.commit_workload(ms.database.Workload.from_json([r.workload, mod_json]).mod)
+                except Exception as err:  # noqa: BLE001 - a corrupt workload must not stop the rest
+                    index.problems.append(f"{r.where}: unreadable workload {r.workload} skipped ({_short(err)})")
+                    index.workloads.pop(r.workload, None)
+                    continue
+                committed[r.workload] = wl
+            try:
+                rec = ms.database.TuningRecord.from_json(r.data["record"], wl)
+            except Exception as err:  # noqa: BLE001
+                index.problems.append(f"{r.where}: unreadable record skipped ({_short(err)})")
+                continue
+            db.commit_tuning_record(rec)
+        return db
+
+    # -- writing ----------------------------------------------------------------------------------
+    def writer(self, label: str = "tune") -> "Writer":
+        return Writer(self, label)
+
+    def lock(self, exclusive: bool) -> "_Lock":
+        return _Lock(self.path, exclusive)
+
+    def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str) -> Path | None:
+        """Write `records` to one new shard atomically; returns its path (None when empty)."""
+        records = list(records)
+        if not records:
+            return None
+        self.path.mkdir(parents=True, exist_ok=True)
+        final = self.path / _shard_name(label)
+        tmp = final.with_suffix(".jsonl.tmp")
+        seen: set[str] = set()
+        with open(tmp, "w") as f:
+            f.write(_dumps(_header()) + "\n")
+            for r in records:
+                if r.workload not in seen:
+                    seen.add(r.workload)
+                    f.write(_dumps({"kind": "workload", "hash": r.workload, "mod": workloads[r.workload]}) + "\n")
+                f.write(_dumps(r.data) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        return final
+
+    def replace_all(self, records: list[Record], workloads: dict[str, str], old: list[Path], label: str) -> Path | None:
+        """Replace the shards `old` by one shard holding `records` (caller holds the exclusive lock)."""
+        new = self.write_shard(records, workloads, label)
+        for shard in old:
+            if shard != new:
+                shard.unlink(missing_ok=True)
+        return new
+
+
+class Writer:
+    """Appends records to this process's own shard; every record is on disk when `add` returns."""
+
+    def __init__(self, store: Store, label: str):
+        self.store = store
+        self.label = label
+        self.path: Path | None = None
+        self._f = None
+        self._written: set[str] = set()
+        self._lock: _Lock | None = None
+        self.count = 0
+
+    def __enter__(self) -> "Writer":
+        self.store.path.mkdir(parents=True, exist_ok=True)
+        self._lock = self.store.lock(exclusive=False).acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def add(self, workload_hash: str, mod_json: str, data: dict) -> None:
+        if self._f is None:
+            self.path = self.store.path / _shard_name(self.label)
+            self._f = open(self.path, "a")
+            self._f.write(_dumps(_header()) + "\n")
+        lines = []
+        if workload_hash not in self._written:
+            lines.append(_dumps({"kind": "workload", "hash": workload_hash, "mod": mod_json}))
+            self._written.add(workload_hash)
+        lines.append(_dumps({"kind": "record", "workload": workload_hash, **data}))
+        self._f.write("\n".join(lines) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.count += 1
+
+
+class _Lock:
+    """flock on `<store>/.lock`: tuners hold it shared, compaction exclusive (never blocking)."""
+
+    def __init__(self, folder: Path, exclusive: bool):
+        self.folder = folder
+        self.exclusive = exclusive
+        self._fd: int | None = None
+
+    def acquire(self) -> "_Lock":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            what = "a running `crosstune tune` is writing to it" if self.exclusive else "it is being rewritten"
+            raise UserError(f"tuning log store {self.folder} is busy: {what}; try again when it finishes") from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "_Lock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# -- operations over indexes (no TVM) -----------------------------------------------------------------
+def best_k(index: Index, k: int) -> list[Record]:
+    """The `k` fastest distinct successful records of every workload (failures dropped)."""
+    out: list[Record] = []
+    for _, recs in sorted(index.by_workload().items()):
+        ok = _dedupe(r for r in recs if r.ok)
+        out.extend(sorted(ok, key=lambda r: r.seconds)[:k])
+    return out
+
+
+def _dedupe(records: Iterable[Record]) -> list[Record]:
+    """One record per (workload, trace): the fastest measurement of a schedule measured twice."""
+    best: dict[tuple[str, str], Record] = {}
+    for r in records:
+        prev = best.get(r.key)
+        if prev is None or r.seconds < prev.seconds:
+            best[r.key] = r
+    return list(best.values())
+
+
+def dedupe(records: Iterable[Record]) -> list[Record]:
+    """All records with exact duplicates (same workload, same trace) collapsed to the fastest."""
+    return _dedupe(records)
+
+
+def _read_shard(path: Path, index: Index) -> None:
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except OSError as err:
+        index.problems.append(f"{path}: cannot read ({err.strerror})")
+        return
+    with f:
+        for lineno, line in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                kind = obj["kind"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                truncated = not line.endswith("\n")
+                index.problems.append(f"{where}: {'truncated' if truncated else 'corrupt'} line skipped")
+                continue
+            if kind == "header":
+                if obj.get("format") != FORMAT_VERSION:
+                    index.problems.append(
+                        f"{where}: log format {obj.get('format')} (this crosstune reads {FORMAT_VERSION}); shard skipped"
+                    )
+                    return
+            elif kind == "workload":
+                if not isinstance(obj.get("hash"), str) or not isinstance(obj.get("mod"), str):
+                    index.problems.append(f"{where}: corrupt workload line skipped")
+                    continue
+                index.workloads.setdefault(obj["hash"], obj["mod"])
+            elif kind == "record":
+                if not _valid_record(obj):
+                    index.problems.append(f"{where}: corrupt record line skipped")
+                    continue
+                index.records.append(Record(obj["workload"], obj, where))
+            else:
+                index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
+
+
+def _valid_record(obj: dict) -> bool:
+    secs = obj.get("run_secs")
+    return (
+        isinstance(obj.get("workload"), str)
+        and isinstance(secs, list)
+        and len(secs) > 0
+        and all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in secs)
+        and isinstance(obj.get("record"), list)
+        and len(obj["record"]) == 4
+        and isinstance(obj.get("trace_sha"), str)
+    )
+
+
+def record_line(record, run_secs: list[float], task: str, model: str) -> dict:
+    """The stored form of a MetaSchedule TuningRecord: TVM's own JSON of it (trace, run_secs,
+    target, argument info), as TVM's JSONDatabase writes it (objects inside a trace, such as the
+    index maps of layout rewrites, become JSON-graph strings), plus plain fields for `logs` commands."""
+    import hashlib
+
+    from tvm.s_tir.meta_schedule import _ffi_api
+
+    raw = plain_json(_ffi_api.TuningRecordAsJSON(record))
+    raw[1] = [float(s) for s in run_secs]
+    return {
+        "record": raw,
+        "trace_sha": hashlib.sha1(json.dumps(raw[0], separators=(",", ":")).encode()).hexdigest(),
+        "run_secs": [float(s) for s in run_secs],
+        "task": task,
+        "model": model,
+        "time": round(time.time(), 3),
+    }
+
+
+def plain_json(obj):
+    """A TVM FFI value tree as plain JSON values; other objects as TVM JSON-graph strings."""
+    import tvm
+
+    if obj is None or isinstance(obj, (bool, int, float)):
+        return obj
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)) if hasattr(tvm, "tirx") else False:
+        return obj.value
+    if hasattr(obj, "items") and callable(obj.items):
+        return {str(k): plain_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) or type(obj).__name__ in ("Array", "List"):
+        return [plain_json(x) for x in obj]
+    return str(tvm.get_global_func("ffi.ToJSONGraphString")(obj, {"tvm_version": tvm.__version__}))
+
+
+def _header() -> dict:
+    import importlib.metadata as md
+
+    try:
+        tvm_version = md.version("apache-tvm")
+    except md.PackageNotFoundError:
+        tvm_version = "unknown"
+    return {
+        "kind": "header",
+        "format": FORMAT_VERSION,
+        "tvm": tvm_version,
+        "crosstune": __version__,
+        "host": socket.gethostname(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _shard_name(label: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    host = socket.gethostname().split(".")[0] or "host"
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
+    return f"{safe}-{stamp}-{host}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}.jsonl"
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1][:200] if text else type(err).__name__

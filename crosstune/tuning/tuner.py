@@ -1,0 +1,332 @@
+"""crosstune's tuning loop over MetaSchedule's search.
+
+MetaSchedule supplies the parts that decide *what* to measure: per-task design spaces, the
+evolutionary search and the XGBoost cost model. crosstune drives them itself instead of through
+`TaskScheduler.tune`, because its loop must:
+- resume: a task's trials already in the store count against its budget, so a task at its budget is
+  skipped and a task stopped half-way continues (the search is seeded with its stored best records,
+  and the cost model is trained on its stored measurements before the first round);
+- reuse across models: workloads are keyed by MetaSchedule's structural hash, so a second model's
+  kernels that another model already tuned are covered without a trial;
+- store every measured record the moment it is measured (fsync), so Ctrl-C, a crash or a lost
+  machine loses nothing measured;
+- never spend a round on an exhausted task (stock's scheduler kept picking them);
+- obey a time budget and a global trial budget, and report progress (tasks done, trials, best
+  latency, ETA) after every round.
+Scheduling: one round for every task first (each kernel gets a tuned schedule early), then rounds go
+to the task whose estimated share of the model's latency (weight x best time) is largest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import UserError
+from ..targets import Target
+from . import logstore
+from .pools import MeasureConfig, cpu_count, make_builder, make_runner
+
+
+@dataclass
+class TuneOptions:
+    target: str = "host"
+    trials: int | None = None  # this run's global budget (None: per-task budget x tasks)
+    trials_per_task: int = 64  # a task's total budget, stored trials included
+    time_budget_s: float | None = None
+    trials_per_round: int = 32
+    population: int = 256  # evolutionary search population (stock: 512)
+    db: str | None = None
+    input_shapes: dict = field(default_factory=dict)
+    seed: int = 0
+    builders: int | None = None  # build workers (default: all cores)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    model_label: str = ""
+
+
+@dataclass
+class TaskState:
+    index: int
+    name: str
+    weight: int
+    flop: float
+    hash: str
+    mod_json: str
+    mod: object
+    stored: int  # trials in the store when the run started
+    stored_best_s: float | None
+    budget: int  # trials this run may spend on it
+    trials: int = 0  # trials measured this run
+    errors: int = 0
+    best_s: float | None = None  # best of stored and new
+    ctx: object = None
+    status: str = "pending"  # pending | tuning | done | covered | exhausted
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.trials)
+
+    def share_s(self) -> float:
+        return self.weight * (self.best_s if self.best_s is not None else 1.0)
+
+
+@dataclass
+class Progress:
+    tasks: list[TaskState]
+    trials: int
+    trials_planned: int
+    elapsed_s: float
+    eta_s: float | None
+    last: TaskState | None = None
+    event: str = "round"  # start | round | done
+    phase_s: dict = field(default_factory=dict)  # seconds spent in search, build, measure, ...
+
+
+@dataclass
+class TuneResult:
+    store: str
+    tasks: list[TaskState]
+    trials: int
+    seconds: float
+    records_written: int
+    shard: str | None
+    problems: list[str]
+    stopped: str  # "budget" | "time" | "interrupted" | "complete"
+    builder_restarts: int = 0
+    runner_restarts: int = 0
+    phase_s: dict = field(default_factory=lambda: {"search": 0.0, "build": 0.0, "measure": 0.0, "cost_model": 0.0})
+
+    @property
+    def trials_per_minute(self) -> float:
+        return self.trials / (self.seconds / 60) if self.seconds > 0 else 0.0
+
+
+def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None] | None = None,
+               stage: Callable[[str], None] | None = None) -> TuneResult:
+    """Tune `model` (ONNX path or ModelProto) for `options.target`; records go to the store."""
+    from .. import targets
+    from ..compile import onnx_model, pipeline, relax_import
+
+    stage = stage or (lambda s: None)
+    target = targets.get(options.target)
+    target.check_compiler()
+    stage("import")
+    src = onnx_model.with_shapes(onnx_model.load(model), options.input_shapes)
+    relax_model = relax_import.to_relax(src)
+    stage("extract")
+    prepared = pipeline.prepare(relax_model.mod, target)
+    tasks = pipeline.extract_tasks(prepared, target)
+    if not tasks:
+        raise UserError("the model has no kernels to tune")
+    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or src.name)
+
+
+def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, stage=None,
+               model_label: str = "") -> TuneResult:
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    from ..compile.pipeline import tuning_target
+    from .intrinsics import load_tensor_intrinsics
+
+    stage = stage or (lambda s: None)
+    started = time.perf_counter()
+    store = logstore.store_for(target, options.db)
+    index = store.load()
+    database = store.tvm_database(index)
+    tvm_target = tuning_target(target)
+    load_tensor_intrinsics(target.device)
+
+    states: list[TaskState] = []
+    for i, task in enumerate(extracted):
+        mod = _normalize_mod(task.dispatched[0])
+        wl_hash, mod_json = ms.database.Workload(mod).as_json()
+        stored = index.trials(wl_hash)
+        best = index.best(wl_hash)
+        st = TaskState(
+            index=i, name=task.task_name, weight=int(task.weight),
+            flop=max(1.0, float(tvm.s_tir.analysis.estimate_tir_flops(mod))),
+            hash=wl_hash, mod_json=mod_json, mod=mod, stored=stored,
+            stored_best_s=best.seconds if best else None,
+            budget=max(0, options.trials_per_task - stored),
+        )
+        st.best_s = st.stored_best_s
+        if st.budget == 0:
+            st.status = "covered"
+        states.append(st)
+
+    planned = sum(s.budget for s in states)
+    if options.trials is not None:
+        planned = min(planned, options.trials)
+    result = TuneResult(str(store.path), states, 0, 0.0, 0, None, list(index.problems), "complete")
+    emit = progress or (lambda p: None)
+
+    def report(event: str, last: TaskState | None = None) -> None:
+        elapsed = time.perf_counter() - started
+        done = result.trials
+        eta = None
+        if done and planned > done:
+            eta = (elapsed - setup_s) / done * (planned - done)
+        emit(Progress(states, done, planned, elapsed, eta, last, event, dict(result.phase_s)))
+
+    setup_s = 0.0
+    report("start")
+    if planned == 0:
+        result.seconds = time.perf_counter() - started
+        return result
+
+    cores = cpu_count()
+    threads = int(tvm_target.attrs.get("num-cores", cores)) if target.device == "cpu" else None
+    builder = make_builder(options.builders or cores, target.device,
+                           cc=None if target.cc == "cc" else target.cc)
+    runner = make_runner(target.device, threads, options.measure)
+    cost_model = ms.cost_model.XGBModel(
+        extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True, num_tuning_cores=cores
+    )
+    stage("workers")
+    builder.pool.start()
+    runner.pool.start()
+    setup_s = time.perf_counter() - started
+
+    deadline = started + options.time_budget_s if options.time_budget_s else None
+    writer = store.writer(label=f"tune-{model_label or 'model'}")
+    first_pass = [s for s in states if s.status == "pending"]
+    try:
+        with writer:
+            while True:
+                if result.trials >= planned:
+                    result.stopped = "budget" if any(s.remaining for s in states if s.status == "tuning") else "complete"
+                    break
+                if deadline is not None and time.perf_counter() >= deadline:
+                    result.stopped = "time"
+                    break
+                task = _next_task(states, first_pass)
+                if task is None:
+                    break
+                if task.ctx is None:
+                    t_init = time.perf_counter()
+                    _start_task(task, tvm_target, options, database, cost_model, ms)
+                    result.phase_s["task_init"] = result.phase_s.get("task_init", 0.0) + time.perf_counter() - t_init
+                n = min(options.trials_per_round, task.remaining, planned - result.trials)
+                t_search = time.perf_counter()
+                candidates = task.ctx.generate_measure_candidates()
+                result.phase_s["search"] += time.perf_counter() - t_search
+                if not candidates:
+                    task.status = "exhausted"
+                    continue
+                candidates = list(candidates)[:n] if len(candidates) > n else list(candidates)
+                _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
+                               model_label, ms, result)
+                if task.remaining == 0:
+                    task.status = "done"
+                report("round", task)
+    except KeyboardInterrupt:
+        # Every record measured so far is already on disk; report what was done and stop.
+        result.stopped = "interrupted"
+    finally:
+        result.records_written = writer.count
+        result.shard = str(writer.path) if writer.path else None
+        result.seconds = time.perf_counter() - started
+        result.builder_restarts = builder.pool.restarts
+        result.runner_restarts = runner.pool.restarts
+        for s in states:
+            if s.ctx is not None:
+                try:
+                    s.ctx.post_tuning()
+                except Exception:  # noqa: BLE001 - cleanup only
+                    pass
+        builder.close()
+        runner.close()
+    report("done")
+    return result
+
+
+def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
+    while first_pass:
+        t = first_pass.pop(0)
+        if t.status in ("pending", "tuning") and t.remaining:
+            return t
+    live = [s for s in states if s.status in ("pending", "tuning") and s.remaining]
+    if not live:
+        return None
+    return max(live, key=lambda s: s.share_s())
+
+
+def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
+    ctx = ms.TuneContext(
+        mod=task.mod,
+        target=tvm_target,
+        space_generator="post-order-apply",
+        search_strategy=ms.search_strategy.EvolutionarySearch(population_size=options.population),
+        task_name=task.name,
+        rand_state=options.seed + task.index,
+        num_threads=cpu_count(),
+    )
+    ctx.pre_tuning(
+        max_trials=task.budget,
+        num_trials_per_iter=options.trials_per_round,
+        design_spaces=ctx.generate_design_space(),
+        database=database,
+        cost_model=cost_model,
+    )
+    task.ctx = ctx
+    task.status = "tuning"
+    if task.stored:
+        _warm_cost_model(task, ctx, database, cost_model, ms)
+
+
+def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
+    """Train the cost model on this workload's stored measurements (a resumed or reused task)."""
+    wl = database.commit_workload(task.mod)
+    records = database.get_top_k(wl, 256)
+    if not records:
+        return
+    cands = [r.as_measure_candidate() for r in records]
+    results = [ms.runner.RunnerResult([float(s) for s in r.run_secs], None) for r in records]
+    cost_model.update(ctx, cands, results)
+
+
+def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
+                   model_label: str, ms, result: TuneResult) -> None:
+    t0 = time.perf_counter()
+    built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
+    t1 = time.perf_counter()
+    result.phase_s["build"] += t1 - t0
+    workload = database.commit_workload(task.mod)
+    run_results = []
+    for cand, br in zip(candidates, built):
+        if br.error_msg is not None:
+            rr = ms.runner.RunnerResult(None, br.error_msg)
+        else:
+            rr = runner.measure_one(ms.runner.RunnerInput(br.artifact_path, runner.device, cand.args_info))
+        run_results.append(rr)
+        ok = rr.error_msg is None and rr.run_secs is not None
+        secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
+        record = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
+        database.commit_tuning_record(record)
+        writer.add(task.hash, task.mod_json, logstore.record_line(record, secs, task.name, model_label))
+        task.trials += 1
+        result.trials += 1
+        if ok:
+            median = sorted(secs)[len(secs) // 2]
+            if task.best_s is None or median < task.best_s:
+                task.best_s = median
+        else:
+            task.errors += 1
+    t2 = time.perf_counter()
+    result.phase_s["measure"] += t2 - t1
+    task.ctx.notify_runner_results(candidates, run_results)
+    keep = [(c, r) for c, b, r in zip(candidates, built, run_results)
+            if b.error_msg is None and (r.error_msg is not None or (r.run_secs and sum(float(s) for s in r.run_secs) > 0))]
+    if keep:
+        cost_model.update(task.ctx, [c for c, _ in keep], [r for _, r in keep])
+    result.phase_s["cost_model"] += time.perf_counter() - t2
+
+
+def gflops(task: TaskState) -> float | None:
+    if task.best_s is None or not math.isfinite(task.best_s):
+        return None
+    return task.flop / task.best_s / 1e9

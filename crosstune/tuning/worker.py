@@ -1,0 +1,99 @@
+"""What runs inside crosstune's build and measure worker processes.
+
+The workers are forked from a forkserver that imported this module once (`pools.py`), so each new
+worker starts with TVM already imported: no 1-3 s `import tvm` (torch is kept out, see below) and no
+per-round pool start-up, which is what makes stock MetaSchedule's `LocalBuilder` slow. Functions here
+take and return plain data (JSON strings, paths, floats) so nothing TVM-specific crosses a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+
+# tvm_ffi imports torch when it is installed (+2 s per process, and the forkserver would carry it
+# into every worker); the workers never need it.
+if "torch" not in sys.modules:
+    sys.modules["torch"] = None  # type: ignore[assignment]
+
+import numpy as np  # noqa: E402
+import tvm  # noqa: E402
+
+from .intrinsics import load_tensor_intrinsics  # noqa: E402
+
+_loaded_modules: dict[str, object] = {}
+
+
+def warm(device: str) -> int:
+    """Make the worker ready for `device`'s schedules (tensor intrinsics); returns the pid."""
+    load_tensor_intrinsics(device)
+    return os.getpid()
+
+
+def build(mod_json: str, target_json: str, out_dir: str, cc: str | None) -> str:
+    """Build one scheduled TIR module and link it into a shared library; returns its path."""
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = tvm.ir.load_json(mod_json)
+    target = tvm.target.Target(_json_obj(target_json))
+    # Measure the kernel without the weight-layout rewrite, which runs once ahead of time in the
+    # compiled model (as MetaSchedule's default builder does).
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    rt_mod = tvm.driver.build(mod, target=target)
+    path = os.path.join(out_dir, f"{uuid.uuid4().hex}.so")
+    if cc:
+        from tvm.support import cc as _cc
+
+        rt_mod.export_library(path, fcompile=_cc.cross_compiler(cc))
+    else:
+        rt_mod.export_library(path)
+    return path
+
+
+def measure(path: str, args_info: list, device: str, number: int, repeat: int, min_repeat_ms: int,
+            threads: int | None) -> list[float]:
+    """Time one built kernel on fresh arguments; returns seconds per repeat."""
+    if threads:
+        os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    dev = tvm.device(device, 0)
+    rt_mod = tvm.runtime.load_module(path)
+    args = [_alloc(info, dev) for info in args_info]
+    evaluator = rt_mod.time_evaluator(rt_mod.entry_name, dev, number=number, repeat=repeat,
+                                      min_repeat_ms=min_repeat_ms)
+    dev.sync()
+    costs = [float(c) for c in evaluator(*args).results]
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    return costs
+
+
+def _alloc(info, dev):
+    """Arguments for measuring: random floats; integer tensors are zeros, because integer inputs are
+    often indices (`take`, gather) and random ones would read out of bounds and crash the worker."""
+    kind, dtype, shape = info[0], str(info[1]), [int(s) for s in info[2]]
+    if kind != "TENSOR":
+        raise NotImplementedError(f"argument kind {kind}")
+    if dtype.startswith(("int", "uint", "bool")):
+        arr = np.zeros(shape, dtype="bool" if dtype == "bool" else dtype)
+        return tvm.runtime.tensor(arr, dev)
+    t = tvm.runtime.empty(shape, dtype=dtype, device=dev)
+    fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure", allow_missing=True)
+    if fill is not None:
+        fill(t)
+    else:  # pragma: no cover - the function ships with TVM
+        t.copyfrom(np.random.default_rng(0).standard_normal(shape).astype(dtype))
+    return t
+
+
+def _json_obj(text: str):
+    import json
+
+    return json.loads(text)
+
+
+def tmpdir() -> str:
+    return tempfile.mkdtemp(prefix="crosstune-tune-")
