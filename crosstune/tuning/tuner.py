@@ -262,6 +262,7 @@ def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cos
         space_generator="post-order-apply",
         search_strategy=ms.search_strategy.EvolutionarySearch(population_size=options.population),
         task_name=task.name,
+        logger=_quiet_logger(),
         rand_state=options.seed + task.index,
         num_threads=cpu_count(),
     )
@@ -276,6 +277,15 @@ def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cos
     task.status = "tuning"
     if task.stored:
         _warm_cost_model(task, ctx, database, cost_model, ms)
+
+
+def _quiet_logger():
+    """MetaSchedule logs every search step at INFO; crosstune reports progress itself."""
+    import logging
+
+    log = logging.getLogger("crosstune.tuning.metaschedule")
+    log.setLevel(logging.WARNING)
+    return log
 
 
 def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
