@@ -499,8 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug:
         os.environ["CROSSTUNE_DEBUG"] = "1"
-    if args.command not in TORCH_COMMANDS and "torch" not in sys.modules:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    if args.command not in TORCH_COMMANDS:
+        from ._torchblock import block_torch
+
+        block_torch()  # makes `import torch` fail fast
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _Interrupt.handler)
     try:

@@ -136,7 +136,8 @@ def _prune(args, say) -> int:
         if any("skipped" in p and "format" in p for p in index.problems):
             raise UserError("the store holds shards of another log format; prune would drop them; move them first")
         kept = logstore.best_k(index, args.keep)
-        store.replace_all(kept, index.workloads, index.shards, label="pruned")
+        store.replace_all(kept, index.workloads, index.shards, label="pruned",
+                          tallies=logstore.dropped_tallies(index, kept))
     say(f"pruned {store.path}: kept {len(kept)} of {len(index.records)} records "
         f"(best {args.keep} per workload, {len(index.by_workload())} workloads)")
     return 0
@@ -155,7 +156,8 @@ def _export(args, say) -> int:
     if args.format == "crosstune":
         if out.exists() and any(out.glob("*.jsonl")):
             raise UserError(f"{out} already holds tuning logs; export into a new folder")
-        shard = logstore.Store(out).write_shard(best, index.workloads, label="export")
+        shard = logstore.Store(out).write_shard(best, index.workloads, label="export",
+                                                tallies=logstore.dropped_tallies(index, best))
         say(f"exported {len(best)} records ({len(index.by_workload())} workloads) to {shard}")
         return 0
     # TVM's own JSONDatabase, for use with plain TVM (`ms.database.JSONDatabase(work_dir=...)`).

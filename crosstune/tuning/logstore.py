@@ -92,6 +92,9 @@ class Index:
     records: list[Record] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "file:line: what is wrong"
     shards: list[Path] = field(default_factory=list)
+    # Trials that `prune`/`export` dropped, per workload: they still count against a task's
+    # budget, so a pruned store does not make `tune` measure the same workloads again.
+    tallies: dict[str, int] = field(default_factory=dict)
 
     def by_workload(self) -> dict[str, list[Record]]:
         out: dict[str, list[Record]] = defaultdict(list)
@@ -100,7 +103,7 @@ class Index:
         return out
 
     def trials(self, workload: str) -> int:
-        return sum(1 for r in self.records if r.workload == workload)
+        return sum(1 for r in self.records if r.workload == workload) + self.tallies.get(workload, 0)
 
     def best(self, workload: str) -> Record | None:
         ok = [r for r in self.records if r.workload == workload and r.ok]
@@ -167,8 +170,10 @@ class Store:
     def lock(self, exclusive: bool) -> "_Lock":
         return _Lock(self.path, exclusive)
 
-    def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str) -> Path | None:
-        """Write `records` to one new shard atomically; returns its path (None when empty)."""
+    def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str,
+                    tallies: dict[str, int] | None = None) -> Path | None:
+        """Write `records` (and trial tallies of dropped records) to one new shard atomically;
+        returns its path (None when empty)."""
         records = list(records)
         if not records:
             return None
@@ -183,14 +188,18 @@ class Store:
                     seen.add(r.workload)
                     f.write(_dumps({"kind": "workload", "hash": r.workload, "mod": workloads[r.workload]}) + "\n")
                 f.write(_dumps(r.data) + "\n")
+            for wl, n in sorted((tallies or {}).items()):
+                if n > 0 and wl in seen:
+                    f.write(_dumps({"kind": "tally", "workload": wl, "trials": int(n)}) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
         return final
 
-    def replace_all(self, records: list[Record], workloads: dict[str, str], old: list[Path], label: str) -> Path | None:
+    def replace_all(self, records: list[Record], workloads: dict[str, str], old: list[Path], label: str,
+                    tallies: dict[str, int] | None = None) -> Path | None:
         """Replace the shards `old` by one shard holding `records` (caller holds the exclusive lock)."""
-        new = self.write_shard(records, workloads, label)
+        new = self.write_shard(records, workloads, label, tallies)
         for shard in old:
             if shard != new:
                 shard.unlink(missing_ok=True)
@@ -284,6 +293,14 @@ def best_k(index: Index, k: int) -> list[Record]:
     return out
 
 
+def dropped_tallies(index: Index, kept: list[Record]) -> dict[str, int]:
+    """Per workload, the trials that keeping only `kept` leaves unrepresented."""
+    kept_n: dict[str, int] = defaultdict(int)
+    for r in kept:
+        kept_n[r.workload] += 1
+    return {wl: index.trials(wl) - kept_n[wl] for wl in index.by_workload()}
+
+
 def _dedupe(records: Iterable[Record]) -> list[Record]:
     """One record per (workload, trace): the fastest measurement of a schedule measured twice."""
     best: dict[tuple[str, str], Record] = {}
@@ -333,6 +350,11 @@ def _read_shard(path: Path, index: Index) -> None:
                     index.problems.append(f"{where}: corrupt record line skipped")
                     continue
                 index.records.append(Record(obj["workload"], obj, where))
+            elif kind == "tally":
+                if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
+                    index.problems.append(f"{where}: corrupt tally line skipped")
+                    continue
+                index.tallies[obj["workload"]] = index.tallies.get(obj["workload"], 0) + obj["trials"]
             else:
                 index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
 

@@ -15,8 +15,9 @@ import uuid
 
 # tvm_ffi imports torch when it is installed (+2 s per process, and the forkserver would carry it
 # into every worker); the workers never need it.
-if "torch" not in sys.modules:
-    sys.modules["torch"] = None  # type: ignore[assignment]
+from .._torchblock import block_torch  # noqa: E402
+
+block_torch()
 
 import numpy as np  # noqa: E402
 import tvm  # noqa: E402

@@ -1,0 +1,218 @@
+"""crosstune (stored tuning logs) vs its CPU peers, batch 1, 2 threads each, one run, same inputs.
+
+    TVM_NUM_THREADS=2 python bench/cpu_vs_peers.py [--models resnet50,mobilenetv2,encoder] [--repeat 30]
+
+Engines: crosstune compiled with the stored records in logs/<preset>/ (what `make demo` gets),
+crosstune untuned (TVM default schedules), ONNX Runtime (all graph optimisations), OpenVINO
+(f32 inference precision hint, latency mode) and PyTorch eager (the zoo's torch definitions, the
+same seeded weights). Every engine gets the same seeded inputs; outputs are checked against ONNX
+Runtime. Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
+how many trials the stored records hold for each model's kernels. Writes
+bench/results/cpu_vs_peers-<preset>.json and .txt. Needs `pip install openvino` (the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+THREADS = 2
+os.environ.setdefault("TVM_NUM_THREADS", str(THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class OpenVinoEngine:
+    name = "openvino"
+
+    def __init__(self, onnx_path: Path):
+        import openvino as ov
+
+        self.ov = ov
+        core = ov.Core()
+        model = core.read_model(str(onnx_path))
+        self.compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY",
+        })
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+
+    def version(self):
+        return f"openvino {self.ov.__version__}"
+
+    def run(self, inputs):
+        res = self.request.infer(inputs)
+        return {name: np.asarray(res[self.compiled.output(name)]) for name in self.outputs}
+
+    def benchmark(self, inputs, *, warmup, repeat, max_seconds):
+        from crosstune.runtime.timing import measure
+
+        for k, v in inputs.items():
+            self.request.set_tensor(k, self.ov.Tensor(np.ascontiguousarray(v)))
+        return measure(self.request.infer, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, model_name: str, input_names: list[str]):
+        import torch
+
+        from crosstune.zoo import torch_models
+
+        torch.set_num_threads(THREADS)
+        self.torch = torch
+        self.module, _, self.output_names = torch_models.build(model_name, seed=0)
+        self.input_names = input_names
+
+    def version(self):
+        return f"torch {self.torch.__version__} eager"
+
+    def _args(self, inputs):
+        return [self.torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+
+    def run(self, inputs):
+        with self.torch.inference_mode():
+            out = self.module(*self._args(inputs))
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        return {n: o.numpy() for n, o in zip(self.output_names, outs)}
+
+    def benchmark(self, inputs, *, warmup, repeat, max_seconds):
+        from crosstune.runtime.timing import measure
+
+        args = self._args(inputs)
+
+        def call():
+            with self.torch.inference_mode():
+                self.module(*args)
+
+        return measure(call, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
+
+
+def stored_trials(onnx_path: Path, target) -> dict:
+    """Trials the store holds for this model's kernels (covered/total, trials per tuned kernel)."""
+    from crosstune.compile import onnx_model, pipeline, relax_import
+    from crosstune.tuning import logstore
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    store = logstore.store_for(target)
+    index = store.load()
+    src = onnx_model.with_shapes(onnx_model.load(onnx_path), {})
+    prepared = pipeline.prepare(relax_import.to_relax(src).mod, target)
+    counts = []
+    for task in pipeline.extract_tasks(prepared, target):
+        wl, _ = ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()
+        counts.append(index.trials(wl))
+    tuned = [c for c in counts if c]
+    return {"store": str(store.path), "kernels": len(counts), "kernels_with_records": len(tuned),
+            "trials": sum(counts), "min_trials_per_tuned_kernel": min(tuned) if tuned else 0}
+
+
+def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
+    import crosstune
+    from crosstune import targets, zoo
+    from crosstune.compare import CrosstuneEngine, compare
+    from crosstune.compare.onnxruntime import OnnxRuntimeEngine
+
+    onnx_path = work / f"{name}.onnx"
+    zoo.export(name, onnx_path)
+    target = targets.get("host")
+    row = {"model": name, "engines": {}, "tuning": stored_trials(onnx_path, target)}
+    engines = []
+    for label, use_logs in (("crosstune", True), ("crosstune-untuned", False)):
+        t = time.perf_counter()
+        res = crosstune.compile(onnx_path, target="host", output=work / f"{name}.{label}.ctm", use_logs=use_logs)
+        row[f"{label}_compile_s"] = round(time.perf_counter() - t, 1)
+        eng = CrosstuneEngine(crosstune.load(res.package))
+        eng.name = label
+        engines.append(eng)
+        if label == "crosstune":
+            row["tuning"]["compile_coverage"] = res.info.build.get("tuning")
+    inputs = engines[0].compiled.example_inputs(seed=0)
+    engines.append(OnnxRuntimeEngine(onnx_path.read_bytes(), threads=THREADS))
+    for peer, factory in (("openvino", lambda: OpenVinoEngine(onnx_path)),
+                          ("torch", lambda: TorchEngine(name, list(inputs)))):
+        try:
+            engines.append(factory())
+        except Exception as err:  # noqa: BLE001 - a missing peer is reported, not fatal
+            row["engines"][peer] = {"error": (str(err).splitlines() or [type(err).__name__])[0]}
+    reference = engines[2].run(inputs)
+    for e in engines:
+        outputs = e.run(inputs)
+        agreement = compare(outputs, reference, rtol=1e-3, atol=1e-4)
+        limit = max_seconds if e.name != "crosstune-untuned" else 20
+        st = e.benchmark(inputs, warmup=3 if e.name != "crosstune-untuned" else 1, repeat=repeat, max_seconds=limit)
+        row["engines"][e.name] = {"version": e.version(), "agrees_with_onnxruntime": agreement.passed, **st.to_json()}
+    ours = row["engines"]["crosstune"]["median_ms"]
+    for k, v in row["engines"].items():
+        if "median_ms" in v:
+            v["ratio_to_crosstune"] = round(v["median_ms"] / ours, 2)
+    return row
+
+
+def _disagree(rows) -> str:
+    bad = [f"{r['model']}/{k}" for r in rows for k, v in r["engines"].items() if v.get("agrees_with_onnxruntime") is False]
+    return ", ".join(bad) or "none"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet50,mobilenetv2,encoder")
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--max-seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    from crosstune.targets import host
+    from crosstune.textfmt import table
+
+    cpu = host.detect()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            print(f"{name} ...", flush=True)
+            rows.append(bench_model(name, Path(tmp), args.repeat, args.max_seconds))
+    doc = {
+        "benchmark": "cpu_vs_peers",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu.model, "cores": cpu.cores, "preset": cpu.preset, "platform": platform.platform()},
+        "threads_per_engine": THREADS,
+        "results": rows,
+    }
+    names = ["crosstune", "crosstune-untuned", "onnxruntime", "openvino", "torch"]
+    lines = []
+    for r in rows:
+        cells = [r["model"]]
+        for n in names:
+            e = r["engines"].get(n, {})
+            cells.append(f"{e['median_ms']:.2f}" if "median_ms" in e else "n/a")
+        peers = [r["engines"][n]["median_ms"] for n in ("onnxruntime", "openvino") if "median_ms" in r["engines"].get(n, {})]
+        cells.append(f"{min(peers) / r['engines']['crosstune']['median_ms']:.2f}x" if peers else "n/a")
+        t = r["tuning"]
+        cells.append(f"{t['kernels_with_records']}/{t['kernels']} kernels, {t['trials']} trials")
+        lines.append(cells)
+    text = table(["MODEL", *[f"{n} ms" for n in names], "BEST ORT/OV vs CROSSTUNE", "STORED TUNING"], lines)
+    versions = {n: v.get("version") for n, v in rows[0]["engines"].items()}
+    text += (f"\nmedian latency, batch 1, {THREADS} threads per engine; ratio > 1 means crosstune is faster\n"
+             f"machine: {cpu.model}, {cpu.cores} cores ({cpu.preset}); {doc['date']}\nversions: {versions}\n"
+             f"engines whose outputs disagree with onnxruntime (rtol 1e-3, atol 1e-4): {_disagree(rows)}\n")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"cpu_vs_peers-{cpu.preset}.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".txt").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
