@@ -37,11 +37,24 @@ class _Interrupt:
     if TVM swallowed it altogether."""
 
     seen = False
+    # While a tuning loop runs, Ctrl-C only asks it to stop: the loop checks between candidates and
+    # returns what it did. Raising inside MetaSchedule's search (C++ calling back into Python)
+    # would end in std::terminate. A second Ctrl-C raises as usual.
+    soft = False
 
     @classmethod
     def handler(cls, signum, frame):
+        if cls.soft and not cls.seen:
+            cls.seen = True
+            print("\ncrosstune: stopping after the current step (Ctrl-C again to quit now) ...",
+                  file=sys.stderr, flush=True)
+            return
         cls.seen = True
         raise KeyboardInterrupt
+
+    @classmethod
+    def stop_requested(cls) -> bool:
+        return cls.seen
 
     @classmethod
     def check(cls) -> None:
@@ -219,7 +232,6 @@ class _TuneDisplay:
         self.tty = sys.stdout.isatty()
 
     def __call__(self, p) -> None:
-        _Interrupt.check()
         tasks = p.tasks
         finished = sum(1 for t in tasks if t.status in ("done", "covered", "exhausted"))
         est = sum(t.weight * t.best_s for t in tasks if t.best_s is not None)
@@ -276,7 +288,16 @@ def cmd_tune(args) -> int:
     say(f"tuning {args.model} for {target.name}{detected}; records go to {store.path}")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
               "workers": "starting build and measure workers"}
-    result = tune_model(args.model, opts, progress=_TuneDisplay(), stage=lambda s: stage(f"  {stages.get(s, s)} ..."))
+    def tune_stage(name: str) -> None:
+        stage(f"  {stages.get(name, name)} ...")
+        if name == "workers":  # from here on the tuning loop handles Ctrl-C itself
+            _Interrupt.soft = True
+
+    try:
+        result = tune_model(args.model, opts, progress=_TuneDisplay(), stage=tune_stage,
+                            should_stop=_Interrupt.stop_requested)
+    finally:
+        _Interrupt.soft = False
     for problem in result.problems:
         say(f"warning: tuning log: {problem}")
     say(f"  {result.trials} trials in {_fmt_s(result.seconds)} ({result.trials_per_minute:.1f} per minute); "

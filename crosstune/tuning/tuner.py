@@ -104,7 +104,8 @@ class TuneResult:
 
 
 def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None] | None = None,
-               stage: Callable[[str], None] | None = None) -> TuneResult:
+               stage: Callable[[str], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> TuneResult:
     """Tune `model` (ONNX path or ModelProto) for `options.target`; records go to the store."""
     from .. import targets
     from ..compile import onnx_model, pipeline, relax_import
@@ -120,11 +121,14 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     tasks = pipeline.extract_tasks(prepared, target)
     if not tasks:
         raise UserError("the model has no kernels to tune")
-    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or src.name)
+    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or src.name,
+                      should_stop=should_stop)
 
 
 def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, stage=None,
-               model_label: str = "") -> TuneResult:
+               model_label: str = "", should_stop: Callable[[], bool] | None = None) -> TuneResult:
+    """`should_stop()` is polled between candidates: when it turns true the run stops there and
+    returns normally (stopped="interrupted"); a KeyboardInterrupt raised in Python code does too."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
@@ -133,6 +137,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     from .intrinsics import load_tensor_intrinsics
 
     stage = stage or (lambda s: None)
+    stop = should_stop or (lambda: False)
     started = time.perf_counter()
     store = logstore.store_for(target, options.db)
     index = store.load()
@@ -200,6 +205,9 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                 if result.trials >= planned:
                     result.stopped = "budget" if any(s.remaining for s in states if s.status == "tuning") else "complete"
                     break
+                if stop():
+                    result.stopped = "interrupted"
+                    break
                 if deadline is not None and time.perf_counter() >= deadline:
                     result.stopped = "time"
                     break
@@ -218,8 +226,11 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                     task.status = "exhausted"
                     continue
                 candidates = list(candidates)[:n] if len(candidates) > n else list(candidates)
+                if stop():
+                    result.stopped = "interrupted"
+                    break
                 _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                               model_label, ms, result)
+                               model_label, ms, result, stop)
                 if task.remaining == 0:
                     task.status = "done"
                 report("round", task)
@@ -300,7 +311,7 @@ def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
 
 
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                   model_label: str, ms, result: TuneResult) -> None:
+                   model_label: str, ms, result: TuneResult, stop) -> None:
     t0 = time.perf_counter()
     built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
     t1 = time.perf_counter()
@@ -308,6 +319,9 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
     workload = database.commit_workload(task.mod)
     run_results = []
     for cand, br in zip(candidates, built):
+        if stop():  # keep what is measured; the search is not told about a partial round
+            result.stopped = "interrupted"
+            return
         if br.error_msg is not None:
             rr = ms.runner.RunnerResult(None, br.error_msg)
         else:

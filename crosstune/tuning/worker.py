@@ -28,9 +28,27 @@ _loaded_modules: dict[str, object] = {}
 
 
 def warm(device: str) -> int:
-    """Make the worker ready for `device`'s schedules (tensor intrinsics); returns the pid."""
+    """Make the worker ready for `device`'s schedules (tensor intrinsics); returns the pid.
+
+    Ctrl-C reaches the whole process group: workers ignore it and let the tuner stop them, so an
+    interrupted build is not recorded as a failed candidate. They also die with the forkserver,
+    which exits when the tuner does, so a killed tuner leaves no workers behind."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     load_tensor_intrinsics(device)
     return os.getpid()
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except OSError:  # not glibc/Linux: workers exit when their call queue closes instead
+        pass
 
 
 def build(mod_json: str, target_json: str, out_dir: str, cc: str | None) -> str:

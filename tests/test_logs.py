@@ -1,0 +1,242 @@
+"""`crosstune logs list|show|merge|prune|export` on stores copied from the session's tuned store
+(see test_tuning.tuned_store) or built by editing its JSON lines: no tuning happens here."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import assert_user_error, run_cli
+from test_tuning import (
+    compile_coverage,
+    per_workload,
+    records,
+    show,
+    show_counts,
+    table_rows,
+    tuned_store,
+)
+
+FAILED_SECS = 1e10
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, model_dir):
+    return tuned_store(tmp_path_factory, model_dir)
+
+
+@pytest.fixture
+def store(tuned, tmp_path) -> Path:
+    """A private copy of the tuned store."""
+    dst = tmp_path / "store"
+    shutil.copytree(tuned.store, dst)
+    return dst
+
+
+def _median(rec: dict) -> float:
+    secs = sorted(rec["run_secs"])
+    return secs[len(secs) // 2]
+
+
+def _key(rec: dict) -> tuple[str, str]:
+    return rec["workload"], rec["trace_sha"]
+
+
+def _canon(recs: list[dict]) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in recs)
+
+
+def _best(recs: list[dict]) -> dict[str, float]:
+    """The fastest successful median time of each workload, computed from the JSON lines."""
+    best: dict[str, float] = {}
+    for r in recs:
+        if _median(r) < FAILED_SECS / 10:
+            best[r["workload"]] = min(best.get(r["workload"], float("inf")), _median(r))
+    return best
+
+
+def _write_shard(path: Path, lines: list[dict]) -> None:
+    path.write_text("".join(json.dumps(obj, separators=(",", ":")) + "\n" for obj in lines))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ 9. merge
+def test_merge_copies_each_record_once(store, tmp_path):
+    original = records(store)
+    dest = tmp_path / "merged"
+    proc = run_cli("logs", "merge", store, "--into", dest, check=0)
+    assert re.search(rf"^merged {len(original)} new records \(4 workloads, 0 of them already in the store\) "
+                     rf"from 1 shards into {re.escape(str(dest))} \(merge-\S+\.jsonl\)$", proc.stdout, re.MULTILINE), proc.stdout
+    assert len(list(dest.glob("*.jsonl"))) == 1
+    assert _canon(records(dest)) == _canon(original)
+    assert show_counts(show(dest)) == (4, len(original))
+
+    before = _snapshot(dest)
+    proc = run_cli("logs", "merge", store, "--into", dest, check=0)
+    assert "merged 0 new records" in proc.stdout and proc.stdout.rstrip().endswith("; nothing new")
+    assert _snapshot(dest) == before
+    assert _canon(records(store)) == _canon(original)  # the source is left as it was
+
+
+def test_merge_keeps_one_record_per_workload_and_trace(store, tmp_path):
+    """A source holding every record twice (a copied shard) and a third time, re-measured faster:
+    the destination gets each (workload, trace) once, with its fastest measurement."""
+    original = records(store)
+    (shard,) = store.glob("*.jsonl")
+    shutil.copy(shard, store / "copy-of-a-shard.jsonl")
+    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    first = next(o for o in objs if o["kind"] == "record")
+    faster = json.loads(json.dumps(first))
+    faster["run_secs"] = [s / 2 for s in first["run_secs"]]
+    faster["record"][1] = faster["run_secs"]
+    workload = next(o for o in objs if o["kind"] == "workload" and o["hash"] == first["workload"])
+    _write_shard(store / "remeasured.jsonl", [objs[0], workload, faster])
+
+    dest = tmp_path / "merged"
+    proc = run_cli("logs", "merge", store, "--into", dest, check=0)
+    assert f"merged {len(original)} new records (4 workloads" in proc.stdout
+    assert "from 3 shards" in proc.stdout
+    merged = records(dest)
+    assert len(merged) == len({_key(r) for r in original}) == len(original)
+    assert {_key(r) for r in merged} == {_key(r) for r in original}
+    kept = next(r for r in merged if _key(r) == _key(first))
+    assert kept["run_secs"] == faster["run_secs"]
+    assert show_counts(show(dest)) == (4, len(original))
+
+
+# ------------------------------------------------------------------------------------------ 10. prune
+def test_prune_keeps_the_fastest_success_of_each_workload(store):
+    (shard,) = store.glob("*.jsonl")
+    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    recs = [o for o in objs if o["kind"] == "record"]
+    # Failed candidates, as MetaSchedule records them: one per workload, each with its own trace.
+    failed = []
+    for i, wl in enumerate(sorted({r["workload"] for r in recs})):
+        f = json.loads(json.dumps(next(r for r in recs if r["workload"] == wl)))
+        f["run_secs"] = [FAILED_SECS]
+        f["record"][1] = [FAILED_SECS]
+        f["trace_sha"] = f"{i:040x}"
+        failed.append(f)
+    _write_shard(shard, objs + failed)
+    everything = records(store)
+    assert len(everything) == len(recs) + 4
+    assert show_counts(show(store)) == (4, len(everything))
+    best = _best(everything)
+    assert len(best) == 4
+
+    proc = run_cli("logs", "prune", store, "--keep", 1, check=0)
+    assert proc.stdout.strip() == (f"pruned {store}: kept 4 of {len(everything)} records "
+                                   f"(best 1 per workload, 4 workloads)")
+    shards = list(store.glob("*.jsonl"))
+    assert len(shards) == 1 and shards[0].name.startswith("pruned-") and shards[0] != shard
+    assert not list(store.glob("*.tmp"))
+    kept = records(store)
+    assert per_workload(kept) == {wl: 1 for wl in best}
+    for r in kept:
+        assert _median(r) == best[r["workload"]], r["workload"]
+        assert r in recs  # one of the real measurements, unchanged
+    assert not any(_median(r) >= FAILED_SECS for r in kept)
+    rows = table_rows(show(store).stdout, "TASK")
+    assert len(rows) == 4 and all(row[2] == "1" and row[3] == "0" for row in rows)
+
+
+# ---------------------------------------------------------------------------------------- 11. busy
+def test_prune_refuses_while_a_tuner_holds_the_store(store):
+    before = _snapshot(store)
+    fd = os.open(store / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # what a running `crosstune tune` holds
+        proc = run_cli("logs", "prune", store, "--keep", 1)
+        assert_user_error(proc, f"tuning log store {store} is busy", "a running `crosstune tune` is writing to it")
+        assert _snapshot(store) == before
+    finally:
+        os.close(fd)
+    run_cli("logs", "prune", store, "--keep", 1, check=0)  # the lock released, it goes ahead
+    assert len(records(store)) == 4
+
+
+# --------------------------------------------------------------------------------------- 12. export
+def test_export_one_record_per_workload_is_enough_to_compile(tuned, store, tmp_path):
+    original = records(store)
+    out = tmp_path / "exported"
+    proc = run_cli("logs", "export", store, "-o", out, check=0)
+    shards = list(out.glob("*.jsonl"))
+    assert len(shards) == 1
+    assert proc.stdout.strip() == f"exported 4 records (4 workloads) to {shards[0]}"
+    exported = records(out)
+    assert per_workload(exported) == {wl: 1 for wl in per_workload(original)}
+    best = _best(original)
+    assert all(_median(r) == best[r["workload"]] and r in original for r in exported)
+    assert _canon(records(store)) == _canon(original)  # export leaves the store alone
+
+    full = compile_coverage(run_cli("compile", tuned.model, "--db", store, "-o", tmp_path / "a.ctm", check=0))
+    small = compile_coverage(run_cli("compile", tuned.model, "--db", out, "-o", tmp_path / "b.ctm", check=0))
+    assert small[0] == str(out) and small[1] == 4
+    assert small[2:] == full[2:] == (4, 4, 0)
+
+    again = run_cli("logs", "export", store, "-o", out)
+    assert_user_error(again, f"{out} already holds tuning logs")
+
+
+def test_export_tvm_format_loads_in_plain_tvm(store, tmp_path):
+    original = records(store)
+    out = tmp_path / "tvmdb"
+    proc = run_cli("logs", "export", store, "-o", out, "--format", "tvm", check=0)
+    assert proc.stdout.strip() == f"exported 4 records to TVM JSONDatabase {out}"
+    assert sorted(p.name for p in out.iterdir()) == ["database_tuning_record.json", "database_workload.json"]
+    assert len((out / "database_tuning_record.json").read_text().splitlines()) == 4
+    assert len((out / "database_workload.json").read_text().splitlines()) == 4
+
+    check = (
+        "import json, sys\n"
+        "sys.modules['torch'] = None\n"
+        "from tvm.s_tir import meta_schedule as ms\n"
+        f"db = ms.database.JSONDatabase(work_dir={str(out)!r}, allow_missing=False)\n"
+        "recs = db.get_all_tuning_records()\n"
+        "print(json.dumps({'records': len(recs), 'workloads': len({str(r.workload.mod) for r in recs}),\n"
+        "                  'secs': sorted(sorted(float(s) for s in r.run_secs)[len(r.run_secs) // 2] for r in recs)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded["records"] == 4 and loaded["workloads"] == 4
+    assert loaded["secs"] == pytest.approx(sorted(_best(original).values()))
+
+    again = run_cli("logs", "export", store, "-o", out, "--format", "tvm")
+    assert_user_error(again, "database_workload.json exists")
+
+
+# ----------------------------------------------------------------------------------------- 13. list
+def test_list_shows_each_store_with_its_models(tuned, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(tuned.store, root / "x86-avx512")
+    other = root / "other-board"
+    shutil.copytree(tuned.store, other)
+    (shard,) = other.glob("*.jsonl")
+    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    for o in objs:
+        if o["kind"] == "record":
+            o["model"] = "resnet_small"
+    _write_shard(shard, objs)
+    (root / "empty").mkdir()
+    n = len(records(tuned.store))
+
+    proc = run_cli("logs", "list", "--root", root, check=0)
+    assert proc.stdout.splitlines()[0] == f"tuning logs under {root}"
+    rows = table_rows(proc.stdout, "STORE")
+    assert rows == [["other-board", "1", "4", str(n), "0", "resnet_small"],
+                    ["x86-avx512", "1", "4", str(n), "0", "matmul"]]
+    assert "warning" not in proc.stdout
+
+    proc = run_cli("logs", "list", "--root", root / "empty", check=0)
+    assert proc.stdout.strip() == f"no tuning logs under {root / 'empty'}"

@@ -1,0 +1,527 @@
+"""`crosstune tune`: real MetaSchedule tuning of small models into a log store, reuse of the records
+by `compile`, resuming, reuse across models, Ctrl-C, a killed tuner, two tuners on one store, and
+bad input.
+
+Tuning is slow (a round of the evolutionary search costs ~10 s on 2 cores, whatever its size), so
+one store is tuned once per session (`tuned_store`, shared with test_logs.py) and copied by the
+tests that change it; the other tunes use tiny budgets on a two-kernel model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import models
+import onnx
+import pytest
+from conftest import assert_user_error, run_cli
+from onnx import TensorProto, helper
+
+from crosstune.compile import package
+
+# Small, fast budgets: one round per task, timed repeats of 1 ms instead of 100 ms.
+PER_TASK = 2
+FAST = ("--target", "host", "--trials-per-round", "2", "--min-repeat-ms", "1")
+
+ROUND_LINE = re.compile(r"^  \[\d+m\d+s\] tasks \d+/\d+  trials (\d+)/(\d+)")
+SUMMARY = re.compile(r"^  (\d+) trials in \S+ \([\d.]+ per minute\); (\d+) records written(?: to (\S+))?$", re.MULTILINE)
+START = re.compile(r"^  (\d+) tuning tasks; (\d+) already at their budget in the store \(reused, not re-tuned\), "
+                   r"(\d+) resumed from stored trials, (\d+) new$", re.MULTILINE)
+COMPILE_LOGS = re.compile(r"^  tuning logs: (\S+) \((\d+) records\): (\d+) of (\d+) kernels tuned, (\d+) on default schedules$",
+                          re.MULTILINE)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def two_kernel_net() -> onnx.ModelProto:
+    """Softmax and ArgMax of one input: two small tuning tasks, the cheapest model to tune."""
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1),
+             helper.make_node("ArgMax", ["x"], ["b"], axis=-1, keepdims=0)]
+    return models._model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [4, 64]),
+         helper.make_tensor_value_info("b", TensorProto.INT64, [4])], [], "two_kernel_net")
+
+
+def shard_lines(store: Path) -> list[tuple[Path, int, str]]:
+    """(shard, line number, text) of every line of every shard, in the store's order."""
+    out = []
+    for shard in sorted(Path(store).glob("*.jsonl")):
+        with open(shard) as f:
+            out.extend((shard, n, line) for n, line in enumerate(f, 1))
+    return out
+
+
+def records(store: Path, skip: set[Path] = frozenset()) -> list[dict]:
+    """Every record line of a store (but the shards in `skip`), parsed here, not by crosstune;
+    every line must be complete, valid JSON."""
+    out = []
+    for shard, n, line in shard_lines(store):
+        if shard in skip:
+            continue
+        assert line.endswith("\n"), f"{shard}:{n} is not a complete line"
+        obj = json.loads(line)
+        if obj["kind"] == "record":
+            out.append(obj)
+    return out
+
+
+def per_workload(recs: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in recs:
+        counts[r["workload"]] = counts.get(r["workload"], 0) + 1
+    return counts
+
+
+def table_rows(stdout: str, first_header: str) -> list[list[str]]:
+    """Rows of the table whose header line starts with `first_header` (columns split on 2+ spaces)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_header + " "))
+    width = len(re.split(r"\s{2,}", lines[start].strip()))
+    rows = []
+    for line in lines[start + 2:]:
+        row = re.split(r"\s{2,}", line.strip())
+        if not re.match(r"^\S", line) or len(row) != width:
+            break
+        rows.append(row)
+    return rows
+
+
+def show(store: Path, check_clean: bool = True) -> subprocess.CompletedProcess:
+    proc = run_cli("logs", "show", store, check=0)
+    if check_clean:
+        assert "warning" not in proc.stdout + proc.stderr, proc.stdout
+    return proc
+
+
+def show_counts(proc: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(workloads, records) from `logs show`'s first line."""
+    m = re.search(r": (\d+) shards, (\d+) workloads, (\d+) records$", proc.stdout, re.MULTILINE)
+    assert m, proc.stdout
+    return int(m.group(2)), int(m.group(3))
+
+
+def compile_coverage(proc: subprocess.CompletedProcess) -> tuple[str, int, int, int, int]:
+    m = COMPILE_LOGS.search(proc.stdout)
+    assert m, proc.stdout
+    return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5))
+
+
+def summary(proc_stdout: str) -> tuple[int, int, str | None]:
+    m = SUMMARY.search(proc_stdout)
+    assert m, proc_stdout
+    return int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+def start_line(stdout: str) -> tuple[int, int, int, int]:
+    m = START.search(stdout)
+    assert m, stdout
+    return tuple(int(g) for g in m.groups())  # tasks, covered, resumed, new
+
+
+@dataclass
+class Tuned:
+    store: Path
+    model: Path
+    stdout: str
+
+
+_TUNED: dict[str, Tuned] = {}
+
+
+def tuned_store(tmp_path_factory, model_dir) -> Tuned:
+    """matmul_net tuned once per session (PER_TASK trials per task); tests must not change it."""
+    if "matmul" not in _TUNED:
+        store = tmp_path_factory.mktemp("tuned") / "matmul-store"
+        proc = run_cli("tune", model_dir / "matmul.onnx", *FAST, "--trials-per-task", PER_TASK, "--db", store, check=0)
+        _TUNED["matmul"] = Tuned(store, model_dir / "matmul.onnx", proc.stdout)
+    return _TUNED["matmul"]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, model_dir) -> Tuned:
+    return tuned_store(tmp_path_factory, model_dir)
+
+
+@pytest.fixture(scope="module")
+def extra_models(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tune-models")
+    onnx.save(two_kernel_net(), d / "twok.onnx")
+    onnx.save(models.matmul_net(seed=1), d / "matmul_seed1.onnx")  # same shapes, other weights
+    onnx.save(models.matmul_net(k=256, seed=1), d / "matmul_k256.onnx")  # shares 3 of 4 kernels
+    return d
+
+
+def _descendants(pid: int) -> set[int]:
+    """Processes below `pid` (build/measure workers, forkserver, resource tracker), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+class TuneProcess:
+    """`crosstune tune` in the background, output to files (a pipe would stay open as long as any
+    leaked worker holds it), with its worker processes remembered so none outlives the test."""
+
+    def __init__(self, tmp_path: Path, name: str, *args):
+        self.out_path = tmp_path / f"{name}.stdout"
+        self.err_path = tmp_path / f"{name}.stderr"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("CROSSTUNE_DEBUG", None)
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-u", "-m", "crosstune", "tune", *map(str, args)],
+                                         stdout=out, stderr=err, env=env)
+        self.workers: set[int] = set()
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_for_round(self, timeout: float = 300) -> int:
+        """Block until a round's progress line is printed; returns the trials it reports."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.workers |= _descendants(self.proc.pid)
+            for line in self.stdout.splitlines():
+                m = ROUND_LINE.match(line)
+                if m:
+                    return int(m.group(1))
+            assert self.proc.poll() is None, f"tune ended before a round\n{self.stdout}\n{self.stderr}"
+            time.sleep(0.1)
+        raise AssertionError(f"no round within {timeout} s\n{self.stdout}")
+
+    def wait(self, timeout: float = 300) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def leftover_workers(self, grace: float = 15.0) -> set[int]:
+        deadline = time.monotonic() + grace
+        while _alive(self.workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return _alive(self.workers)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in _alive(self.workers):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                if b"multiprocessing" in cmdline or b"crosstune" in cmdline:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def tune_processes():
+    procs: list[TuneProcess] = []
+    yield procs
+    for p in procs:
+        p.cleanup()
+
+
+# -------------------------------------------------------------------------------------- 1. records
+def test_tune_writes_one_record_per_trial(tuned):
+    trials, written, shard = summary(tuned.stdout)
+    tasks = table_rows(tuned.stdout, "TASK")
+    assert start_line(tuned.stdout) == (len(tasks), 0, 0, len(tasks))
+    assert len(tasks) == 4  # matmul_net: two matmuls (one fused with bias+tanh), softmax, argmax
+    assert trials == written == PER_TASK * len(tasks)
+    assert all(row[2] == str(PER_TASK) and row[3] == str(PER_TASK) and row[6] == "done" for row in tasks), tasks
+
+    shards = sorted(tuned.store.glob("*.jsonl"))
+    assert [str(s) for s in shards] == [shard]
+    lines = shard_lines(tuned.store)
+    kinds = [json.loads(text)["kind"] for _, _, text in lines]
+    assert kinds[0] == "header" and kinds.count("header") == 1
+    assert kinds.count("workload") == len(tasks)
+    recs = records(tuned.store)
+    assert len(recs) == trials
+    assert sorted(per_workload(recs).values()) == [PER_TASK] * len(tasks)
+    assert all(r["model"] == "matmul" and len(r["record"]) == 4 and r["run_secs"] for r in recs)
+
+    proc = show(tuned.store)
+    assert show_counts(proc) == (len(tasks), trials)
+    shown = table_rows(proc.stdout, "TASK")
+    assert sorted(r[0] for r in shown) == sorted(r[0] for r in tasks)
+    assert all(r[2] == str(PER_TASK) and r[3] == "0" and r[5] == "matmul" for r in shown), shown
+
+
+# -------------------------------------------------------------------------------------- 2. compile
+def test_compile_applies_stored_records(tuned, tmp_path):
+    out = tmp_path / "tuned.ctm"
+    proc = run_cli("compile", tuned.model, "--db", tuned.store, "-o", out, "--verify", check=0)
+    db, n_records, covered, tasks, default = compile_coverage(proc)
+    assert (db, n_records) == (str(tuned.store), len(records(tuned.store)))
+    assert covered == tasks == 4 and default == 0
+    assert "PASSED: outputs agree with onnxruntime" in proc.stdout
+    assert "warning" not in proc.stdout
+    build = package.read_info(out).build["tuning"]
+    assert build["covered"] == 4 and build["missing"] == []
+
+    proc = run_cli("compile", tuned.model, "--db", tuned.store, "--no-logs", "-o", tmp_path / "plain.ctm", check=0)
+    assert "tuning logs: not used (--no-logs)" in proc.stdout
+    assert package.read_info(tmp_path / "plain.ctm").build["tuning"] is None
+
+    (tmp_path / "empty").mkdir()
+    for db in (tmp_path / "empty", tmp_path / "no-such-store"):
+        proc = run_cli("compile", tuned.model, "--db", db, "-o", tmp_path / "untuned.ctm", check=0)
+        assert "tuning logs: none stored for this target" in proc.stdout
+        assert package.read_info(tmp_path / "untuned.ctm").build["tuning"] is None
+    assert not (tmp_path / "no-such-store").exists()
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------- 3. resume
+def test_same_command_again_measures_nothing(tuned, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(tuned.store, store)
+    before = {p.name: p.read_bytes() for p in store.glob("*.jsonl")}
+    proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", PER_TASK, "--db", store, check=0)
+    assert start_line(proc.stdout) == (4, 4, 0, 0)
+    assert proc.stdout.count("    reused  ") == 4
+    assert f"{PER_TASK} stored trials" in proc.stdout
+    assert "plan: 0 trials" in proc.stdout
+    assert summary(proc.stdout) == (0, 0, None)
+    assert all(row[3] == "0" and row[6] == "covered" for row in table_rows(proc.stdout, "TASK"))
+    assert {p.name: p.read_bytes() for p in store.glob("*.jsonl")} == before
+
+
+def test_higher_budget_tunes_only_the_difference(tuned, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(tuned.store, store)
+    old = records(store)
+    budget = PER_TASK + 1
+    proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", budget, "--db", store, check=0)
+    assert start_line(proc.stdout) == (4, 0, 4, 0)  # every task resumed from its stored trials
+    assert "plan: 4 trials" in proc.stdout
+    trials, written, shard = summary(proc.stdout)
+    assert trials == written and 0 < trials <= 4
+    rows = table_rows(proc.stdout, "TASK")
+    for row in rows:
+        total, new, status = int(row[2]), int(row[3]), row[6]
+        assert total == PER_TASK + new <= budget, row
+        assert status in ("done", "exhausted"), row
+        if status == "done":
+            assert total == budget, row
+    now = records(store)
+    old_shards = set(tuned.store.glob("*.jsonl"))
+    assert records(store, skip={Path(shard)}) == old  # the old shard is untouched
+    assert len(records(store, skip={store / p.name for p in old_shards})) == trials  # all new ones in one new shard
+    assert len(now) == len(old) + trials
+    assert len(list(store.glob("*.jsonl"))) == 2 and Path(shard).parent == store
+    assert all(n <= budget for n in per_workload(now).values()), per_workload(now)
+    assert sum(per_workload(now).values()) == sum(int(r[2]) for r in rows)
+
+
+# ------------------------------------------------------------------------------ 4. across models
+def test_other_model_reuses_shared_kernels(tuned, extra_models, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(tuned.store, store)
+    before = records(store)
+
+    # Same shapes, other weights: identical workloads, nothing to measure.
+    proc = run_cli("tune", extra_models / "matmul_seed1.onnx", *FAST, "--trials-per-task", PER_TASK, "--db", store,
+                   check=0)
+    assert start_line(proc.stdout) == (4, 4, 0, 0)
+    assert proc.stdout.count("    reused  ") == 4
+    assert summary(proc.stdout) == (0, 0, None)
+    assert records(store) == before and len(list(store.glob("*.jsonl"))) == 1
+
+    # A different first layer: three kernels shared (reused, not measured), one new.
+    proc = run_cli("tune", extra_models / "matmul_k256.onnx", *FAST, "--trials-per-task", PER_TASK, "--db", store,
+                   check=0)
+    assert start_line(proc.stdout) == (4, 3, 0, 1)
+    assert proc.stdout.count("    reused  ") == 3
+    trials, written, _ = summary(proc.stdout)
+    assert trials == written == PER_TASK
+    rows = {row[0]: row for row in table_rows(proc.stdout, "TASK")}
+    reused = [name for name, row in rows.items() if row[6] == "covered"]
+    assert len(reused) == 3 and all(rows[n][3] == "0" for n in reused)
+    after = records(store)
+    added = records(store, skip={store / p.name for p in tuned.store.glob("*.jsonl")})
+    assert len(after) == len(before) + len(added) and len(added) == PER_TASK
+    old_workloads = {r["workload"] for r in before}
+    assert len({r["workload"] for r in added}) == 1 and not {r["workload"] for r in added} & old_workloads
+    assert all(r["model"] == "matmul_k256" for r in added)
+    assert per_workload(after) == {**per_workload(before), added[0]["workload"]: PER_TASK}
+
+    out = tmp_path / "k256.ctm"
+    proc = run_cli("compile", extra_models / "matmul_k256.onnx", "--db", store, "-o", out, check=0)
+    assert compile_coverage(proc)[2:] == (4, 4, 0)
+
+
+# ------------------------------------------------------------------------------------- 6. SIGKILL
+def test_killed_tuner_loses_no_record_and_truncated_line_is_skipped(extra_models, tmp_path, tune_processes):
+    store = tmp_path / "store"
+    model = extra_models / "twok.onnx"
+    tp = TuneProcess(tmp_path, "killed", model, *FAST, "--trials-per-task", PER_TASK, "--db", store)
+    tune_processes.append(tp)
+    reported = tp.wait_for_round()
+    tp.proc.send_signal(signal.SIGKILL)
+    assert tp.wait(timeout=60) == -signal.SIGKILL
+
+    # Every record measured before the progress line was printed is on disk; every complete line
+    # loads (a kill in the middle of a write could at most leave the last line incomplete).
+    shards = list(store.glob("*.jsonl"))
+    assert len(shards) == 1
+    shard = shards[0]
+    text = shard.read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rindex("\n") + 1]  # judge the complete lines only
+        shard.write_text(text)
+    recs = records(store)
+    assert len(recs) >= reported
+    proc = show(store)
+    assert show_counts(proc)[1] == len(recs)
+
+    # A half-written last line (as a crash in mid-write leaves it): reported, skipped, the rest loads.
+    last = text.splitlines()[-1]
+    n_lines = len(text.splitlines())
+    with open(shard, "a") as f:
+        f.write(last[: len(last) // 2])
+    proc = show(store, check_clean=False)
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {shard}:{n_lines + 1}: truncated line skipped"], proc.stdout
+    assert show_counts(proc)[1] == len(recs)
+
+    proc = run_cli("compile", model, "--db", store, "-o", tmp_path / "k.ctm", "--verify", check=0)
+    assert f"warning: tuning log: {shard}:{n_lines + 1}: truncated line skipped" in proc.stdout
+    _, n_records, covered, tasks, default = compile_coverage(proc)
+    assert n_records == len(recs) and tasks == 2 and covered >= 1 and covered + default == 2
+    assert "PASSED" in proc.stdout
+
+
+# --------------------------------------------------------------------------------- 7. concurrency
+def test_two_tuners_on_one_store(extra_models, tmp_path, tune_processes):
+    store = tmp_path / "store"
+    one = ("--trials-per-task", 1, "--db", store)
+    tps = [TuneProcess(tmp_path, "a", extra_models / "twok.onnx", *FAST, *one),
+           TuneProcess(tmp_path, "b", extra_models / "twok.onnx", *FAST, *one, "--seed", 1)]
+    tune_processes.extend(tps)
+    for tp in tps:
+        rc = tp.wait(timeout=300)
+        assert rc == 0, f"exit {rc}\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}"
+    shards = set()
+    total = 0
+    for tp in tps:
+        trials, written, shard = summary(tp.stdout)
+        assert trials == written == 2
+        shards.add(shard)
+        total += written
+    assert shards == {str(p) for p in store.glob("*.jsonl")} and len(shards) == 2
+    for shard in shards:
+        lines = Path(shard).read_text().splitlines()
+        assert json.loads(lines[0])["kind"] == "header"
+        assert sum(json.loads(line)["kind"] == "record" for line in lines) == 2
+    assert len(records(store)) == total
+    proc = show(store)
+    assert show_counts(proc) == (2, total)
+
+
+# --------------------------------------------------------------------------------- 8. bad input
+def test_bad_time_budget_is_a_user_error(model_dir, tmp_path):
+    proc = run_cli("tune", model_dir / "matmul.onnx", "--time-budget", "abc", "--db", tmp_path / "s")
+    assert_user_error(proc, "bad --time-budget 'abc'", "90s, 20m, 1.5h")
+    assert not (tmp_path / "s").exists()
+
+
+def test_unknown_target_is_a_user_error(model_dir, tmp_path):
+    proc = run_cli("tune", model_dir / "matmul.onnx", "--target", "no-such-board", "--db", tmp_path / "s")
+    assert_user_error(proc, "unknown target 'no-such-board'", "host")
+    assert not (tmp_path / "s").exists()
+
+
+def test_corrupt_line_is_reported_and_skipped(tuned, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(tuned.store, store)
+    shard = next(store.glob("*.jsonl"))
+    lines = shard.read_text().splitlines(keepends=True)
+    good = len(records(store))
+    # Line 4 of the shard is a record (header, workload, record, ...): replace it with garbage.
+    assert json.loads(lines[3])["kind"] == "record"
+    lines[3] = "{this is not JSON\n"
+    shard.write_text("".join(lines))
+
+    proc = show(store, check_clean=False)
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {shard}:4: corrupt line skipped"], proc.stdout
+    assert show_counts(proc) == (4, good - 1)
+
+    # The tuner loads the same store: it warns, and counts the lost trial against the budget.
+    proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", 1, "--db", store, check=0)
+    assert f"warning: tuning log: {shard}:4: corrupt line skipped" in proc.stdout
+    assert start_line(proc.stdout)[1] == 4  # at least one trial per workload survived
+
+
+# ---------------------------------------------------------------------------------------- 5. Ctrl-C
+def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, tune_processes):
+    store = tmp_path / "store"
+    model = extra_models / "twok.onnx"
+    # One trial per round: after the first round, three more are left to interrupt.
+    args = (model, *FAST, "--trials-per-round", 1, "--trials-per-task", PER_TASK, "--db", store)
+    tp = TuneProcess(tmp_path, "interrupted", *args)
+    tune_processes.append(tp)
+    reported = tp.wait_for_round()
+    tp.proc.send_signal(signal.SIGINT)
+    rc = tp.wait(timeout=120)
+    assert rc == 130, f"exit {rc}\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}"
+    assert "Traceback" not in tp.stdout + tp.stderr
+    assert "interrupted: every measured record is saved; run the same command to resume" in tp.stdout
+    trials, written, shard = summary(tp.stdout)
+    assert trials == written >= reported  # at least the round we saw
+    assert written < 2 * PER_TASK
+    assert not tp.leftover_workers(), "worker processes outlived the interrupted tune"
+
+    on_disk = records(store)  # every line whole and valid JSON
+    assert len(on_disk) == written
+    assert [str(p) for p in store.glob("*.jsonl")] == [shard]
+    assert show_counts(show(store))[1] == written
+    assert not list(store.glob("*.tmp"))
+
+    proc = run_cli("tune", *args, check=0)
+    tasks, covered, resumed, _ = start_line(proc.stdout)
+    assert tasks == 2 and covered + resumed >= 1
+    assert summary(proc.stdout)[0] == 2 * PER_TASK - written
+    assert all(row[6] == "done" or row[6] == "covered" for row in table_rows(proc.stdout, "TASK"))
+    final = records(store)
+    assert records(store, skip=set(store.glob("*.jsonl")) - {Path(shard)}) == on_disk
+    assert sorted(per_workload(final).values()) == [PER_TASK, PER_TASK]
