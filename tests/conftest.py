@@ -60,3 +60,12 @@ def conv_package(model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pkg") / "conv.ctm"
     run_cli("compile", model_dir / "conv.onnx", "--target", "host", "-o", out, check=0)
     return out
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for children that a test interrupts: a shell starts background jobs with SIGINT
+    ignored, Python then keeps it ignored, and Ctrl-C tests would pass or fail with how pytest was
+    launched. Restoring the default makes the child install its KeyboardInterrupt handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, default_sigint, run_cli
 
 import crosstune
 from crosstune.compile import package
@@ -220,7 +220,7 @@ def test_ctrl_c_is_one_line_and_keeps_existing_package(tmp_path, stage):
     out.write_bytes(b"the previous package")
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "crosstune", "compile", str(model), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )
     for line in proc.stdout:
         if stage in line:

@@ -22,7 +22,7 @@ from pathlib import Path
 import models
 import onnx
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, default_sigint, run_cli
 from onnx import TensorProto, helper
 
 from crosstune.compile import package
@@ -203,7 +203,7 @@ class TuneProcess:
         env.pop("CROSSTUNE_DEBUG", None)
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-u", "-m", "crosstune", "tune", *map(str, args)],
-                                         stdout=out, stderr=err, env=env)
+                                         stdout=out, stderr=err, env=env, preexec_fn=default_sigint)
         self.workers: set[int] = set()
 
     @property
