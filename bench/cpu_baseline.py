@@ -10,11 +10,8 @@ Absolute times on shared machines are noisy; the ratios are what to read.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,14 +22,14 @@ from crosstune.compare.onnxruntime import OnnxRuntimeEngine
 from crosstune.targets import host
 from crosstune.textfmt import ms, table
 
-RESULTS = Path(__file__).parent / "results"
+from _common import RESULTS, results_doc, run_models  # noqa: E402 - bench/ is on sys.path
 
 
 def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
     onnx_path = work / f"{name}.onnx"
     zoo.export(name, onnx_path)
     t = time.perf_counter()
-    result = crosstune.compile(onnx_path, target="host", output=work / f"{name}.ctm")
+    result = crosstune.compile(onnx_path, target="host", output=work / f"{name}.ctm", use_logs=False)
     compile_s = time.perf_counter() - t
     compiled = crosstune.load(result.package)
     inputs = compiled.example_inputs(seed=0)
@@ -57,19 +54,8 @@ def main() -> int:
     args = ap.parse_args()
     target = targets.get("host")
     cpu = host.detect()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
-            print(f"{name} ...", flush=True)
-            rows.append(bench_model(name, Path(tmp), args.repeat, args.max_seconds))
-    doc = {
-        "benchmark": "cpu_baseline",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu.model, "cores": cpu.cores, "preset": target.detected, "platform": platform.platform()},
-        "tuning": "none (TVM default schedules)",
-        "results": rows,
-    }
+    rows = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds))
+    doc = results_doc("cpu_baseline", rows, tuning="none (TVM default schedules)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"cpu_baseline-{cpu.preset}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")

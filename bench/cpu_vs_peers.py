@@ -14,12 +14,9 @@ bench/results/cpu_vs_peers-<preset>.json and .txt. Needs `pip install openvino` 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import numpy as np  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+from _common import RESULTS, results_doc, run_models  # noqa: E402 - bench/ is on sys.path
 
 
 class OpenVinoEngine:
@@ -176,19 +173,8 @@ def main() -> int:
     from crosstune.textfmt import table
 
     cpu = host.detect()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
-            print(f"{name} ...", flush=True)
-            rows.append(bench_model(name, Path(tmp), args.repeat, args.max_seconds))
-    doc = {
-        "benchmark": "cpu_vs_peers",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu.model, "cores": cpu.cores, "preset": cpu.preset, "platform": platform.platform()},
-        "threads_per_engine": THREADS,
-        "results": rows,
-    }
+    rows = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds))
+    doc = results_doc("cpu_vs_peers", rows, threads_per_engine=THREADS)
     names = ["crosstune", "crosstune-untuned", "onnxruntime", "openvino", "torch"]
     lines = []
     for r in rows:

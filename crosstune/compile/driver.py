@@ -53,7 +53,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
         store = logstore.store_for(target, options.db)
         if store.exists():
             index = store.load()
-            database = store.tvm_database(index)
+            database = store.tvm_database(index, best_only=True)
             db_label, db_problems = str(store.path), index.problems
     native_log: list[str] = []
     with native_stderr_captured(native_log):

@@ -102,7 +102,6 @@ def coverage(prepared, target: Target, database, db_label: str = "") -> Coverage
 
 def apply_records(prepared, target: Target, database):
     """Stage 2: the best stored schedule for every covered PrimFunc."""
-    import tvm
     from tvm import relax
 
     if database is None or len(database) == 0:

@@ -18,17 +18,28 @@ def _root(args) -> Path:
 
 
 def resolve(name: str, args) -> logstore.Store:
-    """A store from a folder path or a target preset name."""
-    path = Path(name)
-    if path.is_dir() or "/" in name:
-        return logstore.Store(path)
+    """A store from a target preset name (its folder under the logs root) or a folder path."""
     from .. import targets
 
-    try:
-        folder = targets.get(name).logs or name
-    except UserError:
-        folder = name
-    return logstore.Store(_root(args) / folder)
+    if name in targets.names():
+        return logstore.Store(_root(args) / (targets.get(name).logs or name))
+    return logstore.Store(Path(name))
+
+
+def _existing(args) -> logstore.Store:
+    """The store named by `args.store`, which must hold logs (prune, export)."""
+    if args.keep < 1:
+        raise UserError("--keep must be at least 1")
+    store = resolve(args.store, args)
+    if not store.exists():
+        raise UserError(f"no tuning logs in {store.path}")
+    return store
+
+
+def _load(store: logstore.Store, say) -> logstore.Index:
+    index = store.load()
+    _problems(index, say)
+    return index
 
 
 def _latency(secs: float | None) -> str:
@@ -97,7 +108,7 @@ def _sources(paths: list[str]) -> logstore.Index:
             sub = logstore.Store(path).load()
         elif path.is_file():
             sub = logstore.Index()
-            logstore._read_shard(path, sub)
+            logstore.read_shard(path, sub)
             sub.shards.append(path)
         else:
             raise UserError(f"no tuning logs at {path}")
@@ -125,32 +136,20 @@ def _merge(args, say) -> int:
 
 
 def _prune(args, say) -> int:
-    if args.keep < 1:
-        raise UserError("--keep must be at least 1")
-    store = resolve(args.store, args)
-    if not store.exists():
-        raise UserError(f"no tuning logs in {store.path}")
+    store = _existing(args)
     with store.lock(exclusive=True):
-        index = store.load()
-        _problems(index, say)
-        if any("skipped" in p and "format" in p for p in index.problems):
-            raise UserError("the store holds shards of another log format; prune would drop them; move them first")
+        index = _load(store, say)
         kept = logstore.best_k(index, args.keep)
-        store.replace_all(kept, index.workloads, index.shards, label="pruned",
-                          tallies=logstore.dropped_tallies(index, kept))
+        store.replace(index, kept, label="pruned")
+    left = f"; left {len(index.skipped)} unreadable shard(s) as they were" if index.skipped else ""
     say(f"pruned {store.path}: kept {len(kept)} of {len(index.records)} records "
-        f"(best {args.keep} per workload, {len(index.by_workload())} workloads)")
+        f"(best {args.keep} per workload, {len(index.by_workload())} workloads){left}")
     return 0
 
 
 def _export(args, say) -> int:
-    if args.keep < 1:
-        raise UserError("--keep must be at least 1")
-    store = resolve(args.store, args)
-    if not store.exists():
-        raise UserError(f"no tuning logs in {store.path}")
-    index = store.load()
-    _problems(index, say)
+    store = _existing(args)
+    index = _load(store, say)
     best = logstore.best_k(index, args.keep)
     out = Path(args.output)
     if args.format == "crosstune":

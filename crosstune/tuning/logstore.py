@@ -95,6 +95,8 @@ class Index:
     # Trials that `prune`/`export` dropped, per workload: they still count against a task's
     # budget, so a pruned store does not make `tune` measure the same workloads again.
     tallies: dict[str, int] = field(default_factory=dict)
+    # Shards not read whole (another log format, unreadable file): compaction must leave them be.
+    skipped: list[Path] = field(default_factory=list)
 
     def by_workload(self) -> dict[str, list[Record]]:
         out: dict[str, list[Record]] = defaultdict(list)
@@ -129,19 +131,20 @@ class Store:
     def load(self) -> Index:
         index = Index()
         for shard in self.shards():
-            _read_shard(shard, index)
+            read_shard(shard, index)
             index.shards.append(shard)
         return index
 
-    def tvm_database(self, index: Index | None = None):
-        """A MetaSchedule MemoryDatabase holding every readable record (imports TVM)."""
-        import tvm
+    def tvm_database(self, index: Index | None = None, best_only: bool = False):
+        """A MetaSchedule MemoryDatabase holding every readable record (imports TVM). Compiling
+        needs only each workload's best record (`best_only`); tuning wants them all, so the
+        search never re-measures a stored schedule."""
         from tvm.s_tir import meta_schedule as ms
 
         index = index or self.load()
         db = ms.database.MemoryDatabase()
         committed: dict[str, object] = {}
-        for r in index.records:
+        for r in best_k(index, 1) if best_only else index.records:
             wl = committed.get(r.workload)
             if wl is None:
                 mod_json = index.workloads.get(r.workload)
@@ -196,12 +199,12 @@ class Store:
         os.replace(tmp, final)
         return final
 
-    def replace_all(self, records: list[Record], workloads: dict[str, str], old: list[Path], label: str,
-                    tallies: dict[str, int] | None = None) -> Path | None:
-        """Replace the shards `old` by one shard holding `records` (caller holds the exclusive lock)."""
-        new = self.write_shard(records, workloads, label, tallies)
-        for shard in old:
-            if shard != new:
+    def replace(self, index: Index, records: list[Record], label: str) -> Path | None:
+        """Replace the shards `index` read whole by one shard holding `records` and the tallies of
+        the trials left out; shards it could not read whole stay (caller holds the exclusive lock)."""
+        new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records))
+        for shard in index.shards:
+            if shard != new and shard not in index.skipped:
                 shard.unlink(missing_ok=True)
         return new
 
@@ -316,11 +319,13 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
     return _dedupe(records)
 
 
-def _read_shard(path: Path, index: Index) -> None:
+def read_shard(path: Path, index: Index) -> None:
+    """Add one shard's workloads, records and tallies to `index`; problems are noted, not raised."""
     try:
         f = open(path, encoding="utf-8", errors="replace")
     except OSError as err:
         index.problems.append(f"{path}: cannot read ({err.strerror})")
+        index.skipped.append(path)
         return
     with f:
         for lineno, line in enumerate(f, 1):
@@ -339,6 +344,7 @@ def _read_shard(path: Path, index: Index) -> None:
                     index.problems.append(
                         f"{where}: log format {obj.get('format')} (this crosstune reads {FORMAT_VERSION}); shard skipped"
                     )
+                    index.skipped.append(path)
                     return
             elif kind == "workload":
                 if not isinstance(obj.get("hash"), str) or not isinstance(obj.get("mod"), str):
@@ -400,7 +406,7 @@ def plain_json(obj):
         return obj
     if isinstance(obj, str):
         return str(obj)
-    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)) if hasattr(tvm, "tirx") else False:
+    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)):
         return obj.value
     if hasattr(obj, "items") and callable(obj.items):
         return {str(k): plain_json(v) for k, v in obj.items()}

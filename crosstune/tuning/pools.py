@@ -27,7 +27,6 @@ import multiprocessing.spawn
 import os
 import shutil
 import tempfile
-import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -254,10 +253,6 @@ def _jsonable(obj):
     if hasattr(obj, "value"):
         return obj.value
     return str(obj)
-
-
-def wall() -> float:
-    return time.perf_counter()
 
 
 def cpu_count() -> int:

@@ -19,7 +19,6 @@ to the task whose estimated share of the model's latency (weight x best time) is
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -348,9 +347,3 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
     if keep:
         cost_model.update(task.ctx, [c for c, _ in keep], [r for _, r in keep])
     result.phase_s["cost_model"] += time.perf_counter() - t2
-
-
-def gflops(task: TaskState) -> float | None:
-    if task.best_s is None or not math.isfinite(task.best_s):
-        return None
-    return task.flop / task.best_s / 1e9

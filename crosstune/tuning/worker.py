@@ -9,8 +9,7 @@ take and return plain data (JSON strings, paths, floats) so nothing TVM-specific
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
+import json
 import uuid
 
 # tvm_ffi imports torch when it is installed (+2 s per process, and the forkserver would carry it
@@ -56,7 +55,7 @@ def build(mod_json: str, target_json: str, out_dir: str, cc: str | None) -> str:
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     mod = tvm.ir.load_json(mod_json)
-    target = tvm.target.Target(_json_obj(target_json))
+    target = tvm.target.Target(json.loads(target_json))
     # Measure the kernel without the weight-layout rewrite, which runs once ahead of time in the
     # compiled model (as MetaSchedule's default builder does).
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
@@ -106,13 +105,3 @@ def _alloc(info, dev):
     else:  # pragma: no cover - the function ships with TVM
         t.copyfrom(np.random.default_rng(0).standard_normal(shape).astype(dtype))
     return t
-
-
-def _json_obj(text: str):
-    import json
-
-    return json.loads(text)
-
-
-def tmpdir() -> str:
-    return tempfile.mkdtemp(prefix="crosstune-tune-")
