@@ -59,7 +59,10 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     with native_stderr_captured(native_log):
         built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label)
     executable, weights_out = built.executable, built.weights
-    tuning = built.coverage.to_json() if built.coverage is not None else None
+    tuning = None
+    if built.coverage is not None:
+        built.coverage.records = len(index.records)  # the store's size, not just the best records loaded
+        tuning = built.coverage.to_json()
     timings["build_s"] = time.perf_counter() - t
 
     progress("link")
