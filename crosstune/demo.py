@@ -83,6 +83,6 @@ def run_demo(model: str, workdir: Path, *, say: Callable[[str], None], repeat: i
             "makes TVM fast here.")
     else:
         say("All kernels use records from logs/ (tuned on an AVX-512 Xeon for 2 threads); more tuning "
-            "on this machine (`crosstune tune`) improves them further.")
+            "on this machine (`crosstune tune`) may improve them.")
     say(f"demo done in {time.perf_counter() - started:.0f} s; package: {pkg_path}")
     return 0
