@@ -78,7 +78,7 @@ def cmd_targets(args) -> int:
         t = targets.get(name)
         tvm = ", ".join(f"{k}={v}" for k, v in t.tvm.items() if k not in ("mtriple",))
         desc = t.description + (f" [now: {t.detected}]" if t.detected else "")
-        rows.append([t.name, t.device, tvm, t.cc, t.logs, desc])
+        rows.append([t.name, f"{t.device}/{t.arch}", tvm, t.cc, t.logs, desc])
     say(table(["NAME", "DEVICE", "TVM TARGET", "LINKER", "LOGS", "DESCRIPTION"], rows))
     return EXIT_OK
 
@@ -167,13 +167,15 @@ def cmd_compile(args) -> int:
         atol=args.atol,
         use_logs=not args.no_logs,
         db=args.db,
+        rpc=args.rpc,
+        key=args.key,
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
     say(f"compiling {args.model} for {target.name}{detected}")
     started = time.perf_counter()
     stages = {"import": "importing to Relax", "build": "building", "link": f"linking with {target.cc}",
-              "verify": "verifying against ONNX Runtime"}
+              "verify": "verifying against ONNX Runtime" + (f" (package run on a '{args.key}' board)" if args.rpc else "")}
     result = compile_model(args.model, opts, progress=lambda s: stage(f"  {stages.get(s, s)} ..."))
     secs = result.seconds
     for w in result.warnings:
@@ -357,7 +359,22 @@ def cmd_run(args) -> int:
 
     if args.repeat < 1:
         raise UserError("--repeat must be >= 1")
-    compiled = load(args.package)
+    board = None
+    if args.rpc or args.key:
+        from .compile import package
+        from .rpc import parse_address
+        from .runtime.remote import RemoteModel
+
+        if not (args.rpc and args.key):
+            raise UserError("--rpc and --key go together: the tracker's HOST:PORT and the board key")
+        addr = parse_address(args.rpc)
+        package.read(args.package)  # refuse a damaged or altered package before asking for a board
+        say(f"requesting a '{args.key}' board from the tracker at {addr} ...")
+        compiled = RemoteModel(args.package, addr, args.key, wait_s=args.wait)
+        board = compiled.board
+        say(f"  running on {board.describe()}")
+    else:
+        compiled = load(args.package)
     info = compiled.info
     say(
         f"{args.package}: {info.model.get('name')} for {info.target.get('preset')}, "
@@ -373,8 +390,9 @@ def cmd_run(args) -> int:
     outputs = compiled.run(inputs)
     stats = compiled.benchmark(inputs, warmup=args.warmup, repeat=args.repeat, max_seconds=args.max_seconds)
     runs = f"{stats.count} runs" + (f" (stopped at --max-seconds {args.max_seconds:g})" if stats.truncated else "")
+    label = "EMULATED latency (qemu-user, not the board's speed)" if board is not None and board.emulated else "latency"
     say(
-        f"latency over {runs}, {stats.warmup} warm-up: median {ms(stats.median_ms)} ms, "
+        f"{label} over {runs}, {stats.warmup} warm-up: median {ms(stats.median_ms)} ms, "
         f"p90 {ms(stats.p90_ms)} ms, min {ms(stats.min_ms)} ms, max {ms(stats.max_ms)} ms"
     )
     if args.save_outputs:
@@ -384,7 +402,70 @@ def cmd_run(args) -> int:
             path = out_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".npy")
             np.save(path, arr)
             say(f"  output {name} {'x'.join(map(str, arr.shape))} {arr.dtype} -> {path}")
+    if args.json:
+        from .report import results
+
+        doc = results.run_document(compiled.info, stats, inputs=inputs,
+                                   board=board.to_json() if board is not None else None, command=sys.argv)
+        results.write(args.json, doc)
+        say(f"results -> {args.json}")
     return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------- rpc, board
+def cmd_rpc_tracker(args) -> int:
+    from .rpc.serve import run_tracker
+
+    return run_tracker(args.host, args.port, say=say)
+
+
+def cmd_rpc_server(args) -> int:
+    from .rpc.serve import run_server
+
+    return run_server(args.tracker, args.key, args.host, args.port, args.load_library, say=say)
+
+
+def cmd_rpc_status(args) -> int:
+    from .rpc import parse_address, status
+    from .textfmt import table
+
+    addr = parse_address(args.tracker, "--tracker")
+    keys = status(addr)
+    if not keys:
+        say(f"tracker {addr}: no boards registered")
+        return EXIT_OK
+    rows = [[k.key, len(k.boards), k.free, k.busy, k.queued, " ".join(sorted(k.boards))] for k in sorted(keys.values(), key=lambda k: k.key)]
+    say(f"tracker {addr}")
+    say(table(["KEY", "BOARDS", "FREE", "BUSY", "QUEUED", "ADDRESSES"], rows, "lrrrrl"))
+    return EXIT_OK
+
+
+def cmd_board_setup(args) -> int:
+    from .board import emulate
+
+    t = time.perf_counter()
+    land = emulate.setup(Path(args.dir) if args.dir else None, say=stage)
+    say(f"emulated aarch64 userland ready: {land.root} ({time.perf_counter() - t:.0f} s)")
+    return EXIT_OK
+
+
+def cmd_board_emulate(args) -> int:
+    from . import targets
+    from .board import emulate
+    from .rpc import parse_address
+
+    target = targets.get(args.target)
+    parse_address(args.tracker, "--tracker")
+    land = emulate.setup(Path(args.dir) if args.dir else None, say=stage)
+    env = emulate.environment(land, target)
+    key = args.key or target.board_key or target.name
+    cmd = [str(land.launcher), "-m", "crosstune", "rpc", "server", "--tracker", args.tracker, "--key", key,
+           "--host", args.host]
+    if args.port:
+        cmd += ["--port", str(args.port)]
+    say(f"starting an emulated {target.name} board (qemu-aarch64 -cpu {target.qemu_cpu}); importing TVM under "
+        "emulation takes a while ...")
+    os.execve(cmd[0], cmd, env)  # the board is this process from now on: Ctrl-C or kill stops it
 
 
 # -------------------------------------------------------------------------------------------- zoo
@@ -442,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
+    s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
+    s.add_argument("--key", help="with --verify --rpc: the board key, e.g. rpi4")
     s.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("tune", help="auto-tune a model's kernels for a target; records go to the tuning-log store")
@@ -494,7 +577,47 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-seconds", type=float, default=60.0, help="stop timing after this long, keeping >= 3 runs (default 60)")
     s.add_argument("--seed", type=int, default=0, help="seed of generated inputs (default 0)")
     s.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/<name>.npy")
+    s.add_argument("--json", metavar="FILE", help="write the results (crosstune results format) to FILE")
+    s.add_argument("--rpc", metavar="HOST:PORT", help="run on a board: the RPC tracker's address (with --key)")
+    s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
+    s.add_argument("--wait", type=float, default=300.0, help="seconds to wait for a free board (default 300)")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("rpc", help="the board farm: TVM RPC tracker, servers on boards, status")
+    rsub = s.add_subparsers(dest="rpc_command", metavar="SUBCOMMAND", required=True)
+    r = rsub.add_parser("tracker", help="run an RPC tracker (the farm's front door) in the foreground")
+    r.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    r.add_argument("--port", type=int, default=9190, help="port (default 9190; 0 picks a free one)")
+    r.set_defaults(func=cmd_rpc_tracker)
+    r = rsub.add_parser("server", help="serve this board over RPC, registered with a tracker under a key")
+    r.add_argument("--tracker", required=True, metavar="HOST:PORT")
+    r.add_argument("--key", required=True, help="board kind clients ask for, e.g. rpi4")
+    r.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    r.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    r.add_argument("--load-library", help="extra libraries to load (':'-separated), e.g. libtvm_runtime_extra.so "
+                   "on a runtime-only board")
+    r.set_defaults(func=cmd_rpc_server)
+    r = rsub.add_parser("status", help="which keys the tracker has, boards free and busy")
+    r.add_argument("--tracker", required=True, metavar="HOST:PORT")
+    r.set_defaults(func=cmd_rpc_status)
+
+    s = sub.add_parser("board", help="emulated aarch64 boards (qemu-user) for people with no board at hand")
+    bsub = s.add_subparsers(dest="board_command", metavar="SUBCOMMAND", required=True)
+    b = bsub.add_parser("setup", help="prepare the emulated userland (arm64 Debian + TVM wheels; once, ~1 min)")
+    b.add_argument("--dir", help="where (default ~/.cache/crosstune/boards/..., or $CROSSTUNE_BOARDS)")
+    b.set_defaults(func=cmd_board_setup)
+    b = bsub.add_parser("emulate", help="run an emulated board of a preset as an RPC server under a tracker")
+    b.add_argument("--target", "-t", required=True, help="aarch64 preset (rpi4, rpi5, jetson-orin-cpu, graviton3)")
+    b.add_argument("--tracker", required=True, metavar="HOST:PORT")
+    b.add_argument("--key", help="RPC key (default: the preset's board key)")
+    b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    b.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    b.add_argument("--dir", help="userland folder (default as for `board setup`)")
+    b.set_defaults(func=cmd_board_emulate)
+
+    from .report.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
 
     s = sub.add_parser("zoo", help="models to try: list, export to ONNX")
     zsub = s.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
@@ -540,6 +663,13 @@ def _exit_code(err: BaseException, debug: bool) -> int:
     if isinstance(err, VerificationFailed):
         print(f"FAILED: {err}", file=sys.stderr)
         return EXIT_FAILED
+    from .rpc import BoardError
+
+    if isinstance(err, BoardError):  # a tracker or board failed: one line, like a tool
+        if debug:
+            traceback.print_exception(err)
+        print(f"crosstune: error: {err}", file=sys.stderr)
+        return EXIT_TOOL
     if isinstance(err, (UserError, ToolError)):
         if debug:
             traceback.print_exception(err)

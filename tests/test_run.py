@@ -97,7 +97,7 @@ def test_package_from_another_tvm_version(conv_package, tmp_path):
         (lambda t: t[: len(t) // 2], "corrupt metadata"),
         (lambda t: "[1, 2, 3]", "corrupt metadata"),
         (lambda t: t.replace('"inputs"', '"inputz"'), "corrupt metadata (bad or missing field 'inputs')"),
-        (lambda t: t.replace('"format_version": 1', '"format_version": 99'), "package format version 99"),
+        (lambda t: t.replace('"format_version": 2', '"format_version": 99'), "package format version 99"),
     ],
     ids=["truncated-json", "not-an-object", "missing-field", "newer-format"],
 )
@@ -131,6 +131,27 @@ def test_damaged_library_member(conv_package, tmp_path):
     p = tmp_path / "damaged.ctm"
     p.write_bytes(bytes(data))
     assert_user_error(run_cli("run", p), "damaged.ctm")
+
+
+def _swap_member(src, dst, name, data):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, data if item.filename == name else zin.read(item.filename))
+
+
+def test_swapped_library_or_weights_refused(conv_package, tmp_path):
+    """A package whose lib.so or weights were replaced by other valid files (CRCs intact) is refused
+    before the library is loaded: its digests no longer match the metadata."""
+    import hashlib
+
+    lib = zipfile.ZipFile(conv_package).read("lib.so")
+    swapped = tmp_path / "swapped.ctm"
+    _swap_member(conv_package, swapped, "lib.so", lib + b"\0")  # any other bytes, still a valid zip
+    assert_user_error(run_cli("run", swapped), "lib.so does not match the sha256 in its metadata")
+    _swap_member(conv_package, swapped, "weights.params", b"x" * 64)
+    assert_user_error(run_cli("run", swapped), "weights.params does not match the sha256")
+    meta = json.loads(zipfile.ZipFile(conv_package).read("metadata.json"))
+    assert meta["sha256"]["lib.so"] == hashlib.sha256(lib).hexdigest()
 
 
 def test_inspect_package(conv_package):

@@ -9,9 +9,16 @@ from .agreement import Agreement, compare
 from .onnxruntime import OnnxRuntimeEngine
 
 
-def verify_package(package_path: str | Path, model, *, seed: int = 0, rtol: float, atol: float) -> Agreement:
-    """`model` is the shape-pinned `OnnxModel` the package was built from."""
-    compiled = load(package_path)
+def verify_package(package_path: str | Path, model, *, seed: int = 0, rtol: float, atol: float,
+                   board=None) -> Agreement:
+    """`model` is the shape-pinned `OnnxModel` the package was built from. `board`, an
+    (rpc.Address, key) pair, runs the package on a board of that key instead of here."""
+    if board is not None:
+        from ..runtime.remote import RemoteModel
+
+        compiled = RemoteModel(package_path, *board)
+    else:
+        compiled = load(package_path)
     inputs = compiled.example_inputs(seed)
     ours = compiled.run(inputs)
     ref = OnnxRuntimeEngine(model.proto.SerializeToString()).run(inputs)

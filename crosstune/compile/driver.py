@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .. import __version__, targets
+from ..errors import UserError
 from .._native import native_stderr_captured
 from . import onnx_model, package, pipeline, relax_import
 from .link import fcompile_for
@@ -34,6 +35,18 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     timings: dict[str, float] = {}
     target = targets.get(options.target)
     target.check_compiler()  # before minutes of building, not after
+    board = None
+    if options.verify and (options.rpc or options.key):
+        from ..rpc import parse_address
+
+        if not (options.rpc and options.key):
+            raise UserError("--rpc and --key go together: the tracker's HOST:PORT and the board key")
+        board = (parse_address(options.rpc), options.key)
+    elif options.verify and target.cross:
+        raise UserError(
+            f"target '{target.name}' is {target.arch}: --verify runs the package on a board, add "
+            f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
+        )
 
     progress("import")
     t = time.perf_counter()
@@ -106,7 +119,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
         progress("verify")
         t = time.perf_counter()
-        verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol)
+        verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol, board=board)
         timings["verify_s"] = time.perf_counter() - t
     warnings_ = list(src.warnings) + [f"tuning log: {p}" for p in db_problems]
     return CompileResult(str(out), info, timings, verification, warnings_)

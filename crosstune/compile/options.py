@@ -19,6 +19,8 @@ class CompileOptions:
     verify: run the package against ONNX Runtime on seeded random inputs after building.
     use_logs: apply the target's stored tuning records (default: yes).
     db: the tuning-log folder to use instead of `logs/<target's preset>/`.
+    rpc, key: verify on a board of `key` behind the tracker at `rpc` ("HOST:PORT"); needed to verify
+        a package for another architecture (a cross-compiled one).
     """
 
     target: str = "host"
@@ -30,6 +32,8 @@ class CompileOptions:
     atol: float = 1e-4
     use_logs: bool = True
     db: str | None = None
+    rpc: str | None = None
+    key: str | None = None
 
     def __post_init__(self):
         self.input_shapes = {

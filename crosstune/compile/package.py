@@ -2,9 +2,12 @@
 metadata JSON. It is all `crosstune run` needs: the ONNX file is not read again.
 
     metadata.json   format version, crosstune and TVM versions, model digest, inputs/outputs,
-                    target, weights, build facts
+                    target, weights, build facts, and the sha256 of lib.so and weights.params
     lib.so          the library `export_library` linked with the target's compiler
     weights.params  TVM's parameter format (every dtype TVM has), keys "0".."N-1" in call order
+
+The library is native code that `run` loads or uploads to a board (whose RPC server runs whatever it is
+sent), so `read` checks both digests first and refuses a package whose files were altered or swapped.
 
 Written to a temporary file and renamed into place, so an interrupted compile never leaves a
 half-written artifact where a good one was.
@@ -12,6 +15,7 @@ half-written artifact where a good one was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -25,7 +29,8 @@ from ..errors import UserError
 from ..tensors import TensorSpec
 
 FORMAT = "crosstune-package"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: digests of the library and weights (required)
+OLDEST_VERSION = 2
 METADATA = "metadata.json"
 LIBRARY = "lib.so"
 WEIGHTS = "weights.params"
@@ -45,6 +50,7 @@ class PackageInfo:
     weights: dict[str, Any]
     build: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    digests: dict[str, str] = field(default_factory=dict)  # file name in the zip -> sha256 (set by `write`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +65,7 @@ class PackageInfo:
             "target": self.target,
             "weights": self.weights,
             "build": self.build,
+            "sha256": self.digests,
         }
 
     @classmethod
@@ -70,6 +77,11 @@ class PackageInfo:
             raise UserError(
                 f"{where}: package format version {version!r}; this crosstune reads up to "
                 f"{FORMAT_VERSION}: upgrade crosstune or recompile the model"
+            )
+        if version < OLDEST_VERSION:
+            raise UserError(
+                f"{where}: package format version {version} (made by an older crosstune, without "
+                "file digests): recompile the model with `crosstune compile`"
             )
         try:
             return cls(
@@ -83,6 +95,7 @@ class PackageInfo:
                 weights=dict(d["weights"]),
                 build=dict(d.get("build", {})),
                 format_version=version,
+                digests={str(k): str(v) for k, v in dict(d["sha256"]).items()},
             )
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{where}: corrupt metadata (bad or missing field {err})") from None
@@ -91,6 +104,7 @@ class PackageInfo:
 def write(path: str | Path, info: PackageInfo, library: str | Path, weights: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    info.digests = {LIBRARY: _sha256(Path(library).read_bytes()), WEIGHTS: _sha256(weights)}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -134,11 +148,22 @@ def _info(z: zipfile.ZipFile, path) -> PackageInfo:
     return PackageInfo.from_json(d, str(path))
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def read(path: str | Path) -> tuple[PackageInfo, bytes, bytes]:
-    """(metadata, library bytes, weights bytes)."""
+    """(metadata, library bytes, weights bytes), each file checked against its recorded digest."""
     with _open(path) as z:
         info = _info(z, path)
         try:
-            return info, z.read(LIBRARY), z.read(WEIGHTS)
+            lib, weights = z.read(LIBRARY), z.read(WEIGHTS)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:  # CRC, inflate, truncation
             raise UserError(f"{path} is damaged ({err})") from None
+    for name, data in ((LIBRARY, lib), (WEIGHTS, weights)):
+        if info.digests.get(name) != _sha256(data):
+            raise UserError(
+                f"{path}: {name} does not match the sha256 in its metadata (altered or swapped); "
+                "refusing to load it"
+            )
+    return info, lib, weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,13 @@ class CompiledModel:
                 "recompile it with `crosstune compile`"
             )
         self.info = info
+        arch = info.target.get("arch")
+        if arch and arch != platform.machine():
+            board = info.target.get("board_key") or "KEY"
+            raise UserError(
+                f"{path} is built for {arch} (target '{info.target.get('preset')}') and this machine is "
+                f"{platform.machine()}: run it on a board with --rpc TRACKER_HOST:PORT --key {board}"
+            )
         self.device = _device(info.target.get("device", "cpu"))
         lacking = host.missing(list(info.target.get("cpu_flags", [])))
         if lacking:

@@ -8,6 +8,7 @@ Presets live in `presets/<name>.toml`; a path to a TOML file of the same shape w
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -35,6 +36,19 @@ class Target:
     logs: str = ""  # folder under logs/ whose tuning records this target uses
     detected: str = ""  # for `host`: what was detected and which preset it resolved to
     source: str = ""  # the TOML file it came from
+    board_key: str = ""  # default RPC key of boards of this kind ([board] key)
+    qemu_cpu: str = ""  # qemu-user CPU model that emulates this target faithfully ([board] qemu-cpu)
+
+    @property
+    def arch(self) -> str:
+        """The CPU architecture the code runs on (`aarch64`, `x86_64`), from the LLVM triple."""
+        triple = str(self.tvm.get("mtriple", "") or platform.machine())
+        return triple.split("-", 1)[0]
+
+    @property
+    def cross(self) -> bool:
+        """True when this machine cannot run the code (another architecture): run it on a board."""
+        return self.arch != platform.machine()
 
     def tvm_target(self):
         """The `tvm.target.Target` (imports TVM)."""
@@ -70,6 +84,8 @@ class Target:
             "cc": self.cc,
             "logs": self.logs,
             "detected": self.detected,
+            "arch": self.arch,
+            "board_key": self.board_key,
         }
 
     def describe_tvm(self) -> str:
@@ -118,6 +134,7 @@ def _from_file(path: Path) -> Target:
     if device not in DEVICES:
         raise UserError(f"target file {path}: device '{device}' is not one of {', '.join(DEVICES)}")
     compiler = data.get("compiler", {})
+    board = data.get("board", {})
     return Target(
         name=name,
         description=data.get("description", ""),
@@ -128,6 +145,8 @@ def _from_file(path: Path) -> Target:
         cc_package=compiler.get("package", ""),
         logs=data.get("logs", name),
         source=str(path),
+        board_key=board.get("key", ""),
+        qemu_cpu=board.get("qemu-cpu", ""),
     )
 
 

@@ -1,0 +1,1 @@
+"""Boards: emulated aarch64 boards under qemu-user (`crosstune board ...`)."""

@@ -1,0 +1,183 @@
+"""The board farm: TVM's RPC tracker and servers, with crosstune's checks around them.
+
+A farm is one tracker (`crosstune rpc tracker`) and any number of boards, each running an RPC server
+registered under a key (`crosstune rpc server --key rpi4`). Clients ask the tracker for a free board of
+a key and get a session on it: `run --rpc` uploads and times a package there, `tune --rpc` measures
+candidates on every free board in parallel.
+
+This module is the client side. It turns the ways a farm fails (no tracker at the address, no board
+with the key, a board with another TVM, a board that vanishes) into one-line errors, because TVM's
+own client retries for a minute and then raises a generic RuntimeError, or waits forever for a key
+that no board serves.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import CrosstuneError, UserError
+
+INFO_FUNC = "crosstune.board.info"  # registered by `crosstune rpc server` (see serve.py)
+
+
+class BoardError(CrosstuneError):
+    """A tracker, board or RPC connection failed (exit code 3, one line)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_address(text: str, what: str = "--rpc") -> Address:
+    host, sep, port = (text or "").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"{what} expects HOST:PORT (for example 127.0.0.1:9190), got {text!r}")
+    return Address(host, int(port))
+
+
+@dataclass
+class KeyStatus:
+    key: str
+    boards: list[str] = field(default_factory=list)  # addresses of the servers registered with the key
+    free: int = 0
+    queued: int = 0  # clients waiting for a board
+
+    @property
+    def busy(self) -> int:
+        return max(0, len(self.boards) - self.free)
+
+
+def _reachable(addr: Address, timeout: float = 3.0) -> None:
+    try:
+        with socket.create_connection((addr.host, addr.port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise BoardError(f"no RPC tracker reachable at {addr} ({err.strerror or err}); start one with "
+                         "`crosstune rpc tracker`") from None
+
+
+def connect_tracker(addr: Address):
+    """A TVM TrackerSession, or one line saying why there is none."""
+    from tvm import rpc
+
+    _reachable(addr)
+    try:
+        return rpc.connect_tracker(addr.host, addr.port)
+    except (RuntimeError, OSError) as err:
+        raise BoardError(f"{addr} does not answer as a TVM RPC tracker ({err})") from None
+
+
+def status(addr: Address) -> dict[str, KeyStatus]:
+    """What the tracker has, per key: registered boards, free ones, queued requests."""
+    tracker = connect_tracker(addr)
+    try:
+        summary = tracker.summary()
+    finally:
+        tracker.close()
+    keys: dict[str, KeyStatus] = {}
+    for item in summary.get("server_info", []):
+        key = str(item.get("key", "")).split(":", 1)[-1]
+        host, port = (list(item.get("addr") or ["?", "?"]) + ["?", "?"])[:2]
+        keys.setdefault(key, KeyStatus(key)).boards.append(f"{host}:{port}")
+    for key, q in summary.get("queue_info", {}).items():
+        ks = keys.setdefault(key, KeyStatus(key))
+        ks.free, ks.queued = int(q.get("free", 0)), int(q.get("pending", 0))
+    return keys
+
+
+def boards_for(addr: Address, key: str) -> KeyStatus:
+    """The key's status; a one-line error when the tracker has no board registered with it."""
+    keys = status(addr)
+    ks = keys.get(key)
+    if ks is None or not ks.boards:
+        known = ", ".join(f"{k} ({len(s.boards)})" for k, s in sorted(keys.items()) if s.boards) or "none"
+        raise BoardError(f"the tracker at {addr} has no board with key '{key}' (boards by key: {known})")
+    return ks
+
+
+def request(addr: Address, key: str, wait_s: float = 300.0, session_timeout_s: float = 0):
+    """A session on a free board of `key`. Waits up to `wait_s` for one to become free."""
+    boards_for(addr, key)
+    tracker = connect_tracker(addr)
+    got: dict = {}
+
+    def ask():
+        try:
+            got["session"] = tracker.request(key, priority=1, session_timeout=session_timeout_s, max_retry=1)
+        except Exception as err:  # noqa: BLE001 - reported below
+            got["error"] = err
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    t.join(wait_s)
+    if t.is_alive():
+        tracker.close()
+        raise BoardError(f"no board with key '{key}' on {addr} became free within {wait_s:g} s")
+    tracker.close()
+    if "error" in got:
+        raise BoardError(f"could not open a session on a '{key}' board via {addr}: {_one_line(got['error'])}")
+    return got["session"]
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What a board says about itself (`crosstune rpc server` boards; plain TVM servers say nothing)."""
+
+    key: str
+    tracker: str
+    tvm_version: str | None = None
+    ffi_version: str | None = None
+    machine: str | None = None
+    emulated: bool = False
+    qemu_cpu: str | None = None
+    preset: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key, "tracker": self.tracker, "emulated": self.emulated, "qemu_cpu": self.qemu_cpu,
+            "preset": self.preset, "machine": self.machine, "tvm_version": self.tvm_version,
+            "ffi_version": self.ffi_version,
+        }
+
+    def describe(self) -> str:
+        what = f"board '{self.key}' via {self.tracker}"
+        if self.emulated:
+            return f"{what} (EMULATED: qemu-user, CPU model {self.qemu_cpu}; timings are not a board's)"
+        if self.tvm_version is None:
+            return f"{what} (plain TVM RPC server: its TVM version is not checked)"
+        return f"{what} ({self.machine}, TVM {self.tvm_version})"
+
+
+def board_info(session, addr: Address, key: str) -> BoardInfo:
+    """Ask the board what it is, and refuse one whose TVM differs from this one's: a library built by
+    one TVM is not guaranteed to load in another's runtime."""
+    import tvm
+
+    try:
+        f = session.get_function(INFO_FUNC)
+    except Exception:  # noqa: BLE001 - not a crosstune server
+        return BoardInfo(key, str(addr))
+    d = json.loads(f())
+    info = BoardInfo(
+        key, str(addr), d.get("tvm_version"), d.get("ffi_version"), d.get("machine"),
+        bool(d.get("emulated")), d.get("qemu_cpu"), d.get("preset"),
+    )
+    if info.tvm_version != tvm.__version__:
+        raise BoardError(
+            f"the '{key}' board at {addr} runs TVM {info.tvm_version}, this machine TVM {tvm.__version__}: "
+            "install the same apache-tvm version on both"
+        )
+    return info
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__

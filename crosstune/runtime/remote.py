@@ -1,0 +1,123 @@
+"""A `.ctm` package on a board: uploaded through an RPC session from the tracker, run and timed there.
+
+The library is checked against its digest (package.read) before it is uploaded; the weights are
+copied to the board once. Latency is measured by the board's own clock (`time_evaluator` runs the
+model there and sends back the times), so network round trips are not in the figures.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+from ..compile import package
+from ..errors import UserError
+from ..rpc import Address, BoardError, BoardInfo, board_info, request
+from ..tensors import TensorSpec, check_inputs, numpy_dtype, random_inputs
+from .timing import LatencyStats
+
+
+def _lost(err: BaseException, info: BoardInfo) -> BoardError:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    return BoardError(f"{info.describe()} failed or disconnected during the run: {text}")
+
+
+class RemoteModel:
+    """`run` and `benchmark` as for a local `CompiledModel`, on a board of `key` behind a tracker."""
+
+    def __init__(self, path, addr: Address, key: str, wait_s: float = 300.0):
+        import tvm
+        from tvm import relax
+
+        self.path = str(path)
+        info, lib_bytes, weight_bytes = package.read(path)
+        if info.tvm_version != tvm.__version__:
+            raise UserError(
+                f"{path} was built with TVM {info.tvm_version}, this is TVM {tvm.__version__}: "
+                "recompile it with `crosstune compile`"
+            )
+        self.info = info
+        self.session = request(addr, key, wait_s=wait_s)
+        self.board = board_info(self.session, addr, key)
+        arch = info.target.get("arch")
+        if self.board.machine and arch and self.board.machine != arch:
+            raise UserError(f"{path} is built for {arch}; the '{key}' board is {self.board.machine}")
+        try:
+            self.device = self.session.cpu(0)
+            name = f"crosstune-{info.digests.get(package.LIBRARY, 'lib')[:16]}.so"
+            self.session.upload(bytearray(lib_bytes), name)
+            lib = self.session.load_module(name)
+            self._vm = relax.VirtualMachine(lib, self.device)
+            params = tvm.runtime.load_param_dict(weight_bytes)
+            count = int(info.weights.get("count", len(params)))
+            self._weights = [tvm.runtime.tensor(params[str(i)].numpy(), self.device) for i in range(count)]
+        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+            raise _lost(err, self.board) from None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.info.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.info.outputs
+
+    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        return random_inputs(self.inputs, seed)
+
+    def _args(self, inputs):
+        import tvm
+
+        given = dict(inputs or {})
+        check_inputs(self.inputs, given)
+        missing = [s for s in self.inputs if s.name not in given]
+        if missing:
+            raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
+        return [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs] + self._weights
+
+    def run(self, inputs=None) -> dict[str, np.ndarray]:
+        import tvm
+
+        try:
+            result = self._vm["main"](*self._args(inputs))
+            items = [result] if hasattr(result, "numpy") else list(result)
+            arrays = [v.numpy() for v in items]
+        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+            raise _lost(err, self.board) from None
+        out = {}
+        for spec, arr in zip(self.outputs, arrays):
+            want = numpy_dtype(spec.dtype)
+            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
+        return out
+
+    def benchmark(self, inputs=None, *, warmup: int = 5, repeat: int = 50, max_seconds: float | None = None) -> LatencyStats:
+        """One sample per call of the board's `time_evaluator` (one run each, timed on the board)."""
+        import tvm
+
+        try:
+            args = self._args(inputs)
+            evaluator = self._vm.time_evaluator("main", self.device, number=1, repeat=1)
+            for _ in range(warmup):
+                evaluator(*args)
+            samples: list[float] = []
+            truncated = False
+            started = time.perf_counter()
+            for i in range(repeat):
+                samples.append(float(evaluator(*args).results[0]) * 1e3)
+                spent = time.perf_counter() - started
+                if max_seconds is not None and spent >= max_seconds and i + 1 >= 3 and i + 1 < repeat:
+                    truncated = True
+                    break
+        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+            raise _lost(err, self.board) from None
+        return LatencyStats.from_samples(samples, warmup, truncated)
+
+
+def arch_mismatch(info: package.PackageInfo) -> str | None:
+    """Why this machine cannot run the package itself (built for another architecture), or None."""
+    arch = info.target.get("arch")
+    if arch and arch != platform.machine():
+        return arch
+    return None
