@@ -17,9 +17,18 @@ demo: $(RUN_STAMP) sysdeps
 test: $(TEST_STAMP) sysdeps
 	$(BIN)/python -m pytest
 
-# System packages crosstune needs, installed when missing: a C compiler that links host modules.
+# System packages, installed when missing (Debian/Ubuntu names):
+#   gcc                    links host modules
+#   g++-aarch64-linux-gnu  cross-links modules for the ARM board presets (rpi4, rpi5, ...)
+#   qemu-user-static       runs emulated aarch64 boards (`crosstune board emulate`)
+#   mmdebstrap             unpacks the emulated boards' arm64 Debian userland
+#   chromium               renders reports in the browser tests
+SYSPKGS := cc:gcc aarch64-linux-gnu-g++:g++-aarch64-linux-gnu qemu-aarch64-static:qemu-user-static \
+           mmdebstrap:mmdebstrap chromium:chromium
 sysdeps:
-	@command -v cc >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc; }
+	@missing=""; for pair in $(SYSPKGS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

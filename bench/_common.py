@@ -1,10 +1,9 @@
 """What every CPU benchmark script shares: run the zoo models one after another in a scratch
-folder, and describe the run (command, date, machine) in its results JSON."""
+folder, and write one results document per model (crosstune's results format, see
+docs/results-format.md) to bench/results/, where `crosstune report` reads them."""
 
 from __future__ import annotations
 
-import datetime
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -23,15 +22,25 @@ def run_models(models: str, bench_model: Callable[[str, Path], dict]) -> list[di
     return rows
 
 
-def results_doc(benchmark: str, rows: list[dict], **extra) -> dict:
-    from crosstune.targets import host
+def document(info, inputs: dict, engines: list[dict]) -> dict:
+    """The results document of one model timed on this machine; `info` is the crosstune package's
+    metadata (model digest, target), ONNX Runtime the reference every engine is checked against."""
+    from crosstune.report import results
 
-    cpu = host.detect()
-    return {
-        "benchmark": benchmark,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu.model, "cores": cpu.cores, "preset": cpu.preset, "platform": platform.platform()},
-        **extra,
-        "results": rows,
-    }
+    return results.new_document(
+        model=results.model_info(info, inputs), target=results.target_info(info.target),
+        command=[Path(sys.executable).name, *sys.argv], reference="onnxruntime", engines=engines,
+    )
+
+
+def write_documents(stem: str, docs: list[dict]) -> list[Path]:
+    """bench/results/<stem>.<model>.results.json for each document."""
+    from crosstune.report import results
+
+    return [results.write(RESULTS / f"{stem}.{d['model']['name']}.results.json", d) for d in docs]
+
+
+def median(doc: dict, engine: str) -> float | None:
+    """An engine's median in a document, None when it was not timed."""
+    e = next((e for e in doc["engines"] if e["name"] == engine), None)
+    return e["latency_ms"]["median"] if e is not None and e["status"] == "ok" else None

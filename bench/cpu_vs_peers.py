@@ -7,17 +7,17 @@ crosstune untuned (TVM default schedules), ONNX Runtime (all graph optimisations
 (f32 inference precision hint, latency mode) and PyTorch eager (the zoo's torch definitions, the
 same seeded weights). Every engine gets the same seeded inputs; outputs are checked against ONNX
 Runtime. Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
-how many trials the stored records hold for each model's kernels. Writes
-bench/results/cpu_vs_peers-<preset>.json and .txt. Needs `pip install openvino` (the `bench` extra).
+how many trials the stored records hold for each model's kernels. Writes one results document per
+model, bench/results/cpu_vs_peers-<preset>.<model>.results.json (`crosstune report` turns them into
+a report), and the printed table as bench/results/cpu_vs_peers-<preset>.txt. Needs
+`pip install openvino` (the `bench` extra).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 THREADS = 2
@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import numpy as np  # noqa: E402
 
-from _common import RESULTS, results_doc, run_models  # noqa: E402 - bench/ is on sys.path
+from _common import RESULTS, document, median, run_models, write_documents  # noqa: E402 - bench/ is on sys.path
 
 
 class OpenVinoEngine:
@@ -117,50 +117,71 @@ def stored_trials(onnx_path: Path, target) -> dict:
 
 
 def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
+    """The results document of one zoo model: every engine, timed and checked against ONNX Runtime."""
     import crosstune
     from crosstune import targets, zoo
     from crosstune.compare import CrosstuneEngine, compare
     from crosstune.compare.onnxruntime import OnnxRuntimeEngine
+    from crosstune.report import results
 
     onnx_path = work / f"{name}.onnx"
     zoo.export(name, onnx_path)
     target = targets.get("host")
-    row = {"model": name, "engines": {}, "tuning": stored_trials(onnx_path, target)}
-    engines = []
+    trials = stored_trials(onnx_path, target)["trials"]
+    engines, tuning, info = [], {}, None
     for label, use_logs in (("crosstune", True), ("crosstune-untuned", False)):
-        t = time.perf_counter()
         res = crosstune.compile(onnx_path, target="host", output=work / f"{name}.{label}.ctm", use_logs=use_logs)
-        row[f"{label}_compile_s"] = round(time.perf_counter() - t, 1)
         eng = CrosstuneEngine(crosstune.load(res.package))
         eng.name = label
         engines.append(eng)
-        if label == "crosstune":
-            row["tuning"]["compile_coverage"] = res.info.build.get("tuning")
+        coverage = res.info.build.get("tuning")
+        tuning[label] = results.tuning_info(coverage, trials if coverage else None)
+        info = info or res.info
     inputs = engines[0].compiled.example_inputs(seed=0)
     engines.append(OnnxRuntimeEngine(onnx_path.read_bytes(), threads=THREADS))
+    entries = []
     for peer, factory in (("openvino", lambda: OpenVinoEngine(onnx_path)),
                           ("torch", lambda: TorchEngine(name, list(inputs)))):
         try:
             engines.append(factory())
         except Exception as err:  # noqa: BLE001 - a missing peer is reported, not fatal
-            row["engines"][peer] = {"error": (str(err).splitlines() or [type(err).__name__])[0]}
+            entries.append(results.engine_entry(peer, None, "fp32", status="unavailable", threads=THREADS,
+                                                error=(str(err).splitlines() or [type(err).__name__])[0]))
     reference = engines[2].run(inputs)
     for e in engines:
-        outputs = e.run(inputs)
-        agreement = compare(outputs, reference, rtol=1e-3, atol=1e-4)
-        limit = max_seconds if e.name != "crosstune-untuned" else 20
-        st = e.benchmark(inputs, warmup=3 if e.name != "crosstune-untuned" else 1, repeat=repeat, max_seconds=limit)
-        row["engines"][e.name] = {"version": e.version(), "agrees_with_onnxruntime": agreement.passed, **st.to_json()}
-    ours = row["engines"]["crosstune"]["median_ms"]
-    for k, v in row["engines"].items():
-        if "median_ms" in v:
-            v["ratio_to_crosstune"] = round(v["median_ms"] / ours, 2)
-    return row
+        agreement = None if e.name == "onnxruntime" else compare(e.run(inputs), reference, rtol=1e-3, atol=1e-4)
+        untuned = e.name == "crosstune-untuned"
+        st = e.benchmark(inputs, warmup=1 if untuned else 3, repeat=repeat, max_seconds=20 if untuned else max_seconds)
+        entries.append(results.engine_entry(e.name, e.version(), "fp32", st, agreement=agreement, threads=THREADS,
+                                            tuning=tuning.get(e.name)))
+    return document(info, inputs, entries)
 
 
-def _disagree(rows) -> str:
-    bad = [f"{r['model']}/{k}" for r in rows for k, v in r["engines"].items() if v.get("agrees_with_onnxruntime") is False]
-    return ", ".join(bad) or "none"
+NAMES = ["crosstune", "crosstune-untuned", "onnxruntime", "openvino", "torch"]
+
+
+def summary(docs: list[dict]) -> str:
+    """The printed table: medians, the best of ONNX Runtime and OpenVINO over crosstune, tuning."""
+    from crosstune.report.analysis import tuning_text
+    from crosstune.textfmt import table
+
+    lines = []
+    for doc in docs:
+        cells = [doc["model"]["name"]] + [f"{m:.2f}" if (m := median(doc, n)) is not None else "n/a" for n in NAMES]
+        peers = [m for n in ("onnxruntime", "openvino") if (m := median(doc, n)) is not None]
+        cells.append(f"{min(peers) / median(doc, 'crosstune'):.2f}x" if peers else "n/a")
+        cells.append(tuning_text(next(e["tuning"] for e in doc["engines"] if e["name"] == "crosstune")))
+        lines.append(cells)
+    text = table(["MODEL", *[f"{n} ms" for n in NAMES], "BEST ORT/OV vs CROSSTUNE", "STORED TUNING"], lines)
+    first = docs[0]
+    machine = first["machine"]
+    versions = {e["name"]: e["version"] for e in first["engines"]}
+    disagree = [f"{d['model']['name']}/{e['name']}" for d in docs for e in d["engines"]
+                if e["agreement"] is not None and not e["agreement"]["passed"]]
+    return (text + f"\nmedian latency, batch 1, {THREADS} threads per engine; ratio > 1 means crosstune is faster\n"
+            f"machine: {machine['cpu']}, {machine['cores']} cores ({first['target']['name']}); {first['created']}\n"
+            f"versions: {versions}\n"
+            f"engines whose outputs disagree with onnxruntime (rtol 1e-3, atol 1e-4): {', '.join(disagree) or 'none'}\n")
 
 
 def main() -> int:
@@ -170,33 +191,13 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=20.0)
     args = ap.parse_args()
     from crosstune.targets import host
-    from crosstune.textfmt import table
 
-    cpu = host.detect()
-    rows = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds))
-    doc = results_doc("cpu_vs_peers", rows, threads_per_engine=THREADS)
-    names = ["crosstune", "crosstune-untuned", "onnxruntime", "openvino", "torch"]
-    lines = []
-    for r in rows:
-        cells = [r["model"]]
-        for n in names:
-            e = r["engines"].get(n, {})
-            cells.append(f"{e['median_ms']:.2f}" if "median_ms" in e else "n/a")
-        peers = [r["engines"][n]["median_ms"] for n in ("onnxruntime", "openvino") if "median_ms" in r["engines"].get(n, {})]
-        cells.append(f"{min(peers) / r['engines']['crosstune']['median_ms']:.2f}x" if peers else "n/a")
-        t = r["tuning"]
-        cells.append(f"{t['kernels_with_records']}/{t['kernels']} kernels, {t['trials']} trials")
-        lines.append(cells)
-    text = table(["MODEL", *[f"{n} ms" for n in names], "BEST ORT/OV vs CROSSTUNE", "STORED TUNING"], lines)
-    versions = {n: v.get("version") for n, v in rows[0]["engines"].items()}
-    text += (f"\nmedian latency, batch 1, {THREADS} threads per engine; ratio > 1 means crosstune is faster\n"
-             f"machine: {cpu.model}, {cpu.cores} cores ({cpu.preset}); {doc['date']}\nversions: {versions}\n"
-             f"engines whose outputs disagree with onnxruntime (rtol 1e-3, atol 1e-4): {_disagree(rows)}\n")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"cpu_vs_peers-{cpu.preset}.json"
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    out.with_suffix(".txt").write_text(text)
-    print(text)
+    docs = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds))
+    stem = f"cpu_vs_peers-{host.detect().preset}"
+    paths = write_documents(stem, docs)
+    text = summary(docs)
+    (RESULTS / f"{stem}.txt").write_text(text)
+    print(text + "wrote " + ", ".join(map(str, paths)))
     return 0
 
 

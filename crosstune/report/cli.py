@@ -7,9 +7,7 @@ it an error. Imports stay inside `run`: this command must not pay for TVM, which
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
@@ -37,15 +35,14 @@ def run(args) -> int:
     if kind is None:
         raise UserError(f"-o {out}: the report's name must end in .html or .md (the format)")
     runs, problems = [], []
-    for name in args.results:
+    for name in dict.fromkeys(args.results):  # a file named twice (overlapping globs) counts once
         try:
             runs.append(analysis.Run(name, results.load(name)))
         except results.ResultsError as err:
             problems.append(str(err))
             print(f"crosstune: warning: {err}", file=sys.stderr)
     if not runs:
-        raise UserError(f"no usable results file: {len(problems)} of {len(problems)} could not be read "
-                        "(see the warnings above)")
+        raise UserError(f"no usable results file ({len(problems)} unreadable, see the warnings above)")
     present = analysis.engine_names(runs)
     if args.baseline and args.baseline not in present:
         raise UserError(f"--baseline {args.baseline}: no results file has that engine; "
@@ -57,20 +54,7 @@ def run(args) -> int:
     else:
         from .render_md import render
     text = render(report, title=args.title, generated=generated)
-    _write(out, text)
+    results.write_text_atomic(out, text)
     print(f"wrote {out}: {len(report.sections)} model/target sections from {len(runs)} results files"
           + (f", {len(problems)} left out" if problems else ""))
     return 0
-
-
-def _write(path: Path, text: str) -> None:
-    """Through a temporary file, so a report being viewed is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
