@@ -285,7 +285,11 @@ def cmd_tune(args) -> int:
     )
     from .tuning import logstore
 
-    store = logstore.store_for(target, args.db)
+    if args.rpc or args.key:
+        if not (args.rpc and args.key):
+            raise UserError("--rpc and --key go together: the tracker's HOST:PORT and the board key")
+        opts.rpc, opts.key = _check_board(args.rpc, args.key, target, opts)
+    store = logstore.store_for(target, opts.db)
     detected = f" (detected {target.detected})" if target.detected else ""
     say(f"tuning {args.model} for {target.name}{detected}; records go to {store.path}")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
@@ -315,9 +319,31 @@ def cmd_tune(args) -> int:
     if result.stopped == "interrupted" or _Interrupt.seen:
         say("interrupted: every measured record is saved; run the same command to resume")
         return EXIT_INTERRUPTED
+    if result.stopped == "boards":
+        print(f"crosstune: error: stopped: {result.message}; every measured record is saved, run the same "
+              "command to resume when boards are back", file=sys.stderr)
+        return EXIT_TOOL
     if result.stopped == "time":
         say("stopped at the time budget; run the same command to continue")
     return EXIT_OK
+
+
+def _check_board(rpc: str, key: str, target, opts):
+    """Before tuning on boards: the tracker answers, boards of the key exist and run this TVM. Records
+    measured on emulated boards go to their own store (`<preset>-emulated`), never among real ones."""
+    from .rpc import board_info, boards_for, parse_address, request
+    from .tuning import logstore
+
+    addr = parse_address(rpc)
+    ks = boards_for(addr, key)
+    session = request(addr, key, wait_s=opts.board_timeout_s)
+    info = board_info(session, addr, key)
+    del session
+    say(f"measuring on {len(ks.boards)} '{key}' board(s) via {addr}: first one is {info.describe()}")
+    if info.emulated and not opts.db:
+        opts.db = str(logstore.project_logs_root() / f"{target.logs or target.name}-emulated")
+        say(f"  emulated board: its records go to {opts.db}, apart from real boards' records")
+    return addr, key
 
 
 # ------------------------------------------------------------------------------------------- logs
@@ -539,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--build-workers", type=int, help="parallel build processes (default: all cores)")
     s.add_argument("--min-repeat-ms", type=int, default=100, help="shortest timed repeat per candidate (default 100)")
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
+    s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")

@@ -234,6 +234,20 @@ def make_runner(device: str, threads: int | None, config: MeasureConfig | None =
         def run(self, runner_inputs):
             return [DoneFuture(self.measure_one(ri)) for ri in runner_inputs]
 
+        def start(self):
+            self.pool.start()
+
+        def restart_count(self) -> int:
+            return self.pool.restarts
+
+        def measure_all(self, runner_inputs, on_result, stop) -> bool:
+            """Measure in order, `on_result(i, RunnerResult)` after each; False if `stop()` cut it short."""
+            for i, ri in enumerate(runner_inputs):
+                if stop():
+                    return False
+                on_result(i, self.measure_one(ri))
+            return True
+
         def close(self):
             self.pool.shutdown()
 

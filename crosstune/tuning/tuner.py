@@ -26,6 +26,7 @@ from typing import Callable
 from ..errors import UserError
 from ..targets import Target
 from . import logstore
+from .board_runner import BoardsGone
 from .pools import MeasureConfig, cpu_count, make_builder, make_runner
 
 
@@ -43,6 +44,9 @@ class TuneOptions:
     builders: int | None = None  # build workers (default: all cores)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     model_label: str = ""
+    rpc: object = None  # rpc.Address of the tracker: measure on its boards of `key`
+    key: str | None = None
+    board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
 
 
 @dataclass
@@ -92,8 +96,9 @@ class TuneResult:
     records_written: int
     shard: str | None
     problems: list[str]
-    stopped: str  # "budget" | "time" | "interrupted" | "complete"
+    stopped: str  # "budget" | "time" | "interrupted" | "complete" | "boards" (none left)
     builder_restarts: int = 0
+    message: str = ""  # why it stopped, when that needs saying
     runner_restarts: int = 0
     phase_s: dict = field(default_factory=lambda: {"search": 0.0, "build": 0.0, "measure": 0.0, "cost_model": 0.0})
 
@@ -112,6 +117,11 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     stage = stage or (lambda s: None)
     target = targets.get(options.target)
     target.check_compiler()
+    if target.cross and options.rpc is None:
+        raise UserError(
+            f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
+            f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
+        )
     stage("import")
     src = onnx_model.with_shapes(onnx_model.load(model), options.input_shapes)
     relax_model = relax_import.to_relax(src)
@@ -186,13 +196,25 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     threads = int(tvm_target.attrs.get("num-cores", cores)) if target.device == "cpu" else None
     builder = make_builder(options.builders or cores, target.device,
                            cc=None if target.cc == "cc" else target.cc)
-    runner = make_runner(target.device, threads, options.measure)
+    if options.rpc is not None:
+        from ..rpc import boards_for
+        from .board_runner import BoardRunner
+
+        boards = len(boards_for(options.rpc, options.key).boards)
+        runner = BoardRunner(options.rpc, options.key, boards, options.measure, options.board_timeout_s)
+    else:
+        if target.cross:
+            raise UserError(
+                f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
+                f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
+            )
+        runner = make_runner(target.device, threads, options.measure)
     cost_model = ms.cost_model.XGBModel(
         extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True, num_tuning_cores=cores
     )
     stage("workers")
     builder.pool.start()
-    runner.pool.start()
+    runner.start()
     setup_s = time.perf_counter() - started
 
     deadline = started + options.time_budget_s if options.time_budget_s else None
@@ -236,12 +258,14 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     except KeyboardInterrupt:
         # Every record measured so far is already on disk; report what was done and stop.
         result.stopped = "interrupted"
+    except BoardsGone as err:
+        result.stopped, result.message = "boards", str(err)
     finally:
         result.records_written = writer.count
         result.shard = str(writer.path) if writer.path else None
         result.seconds = time.perf_counter() - started
         result.builder_restarts = builder.pool.restarts
-        result.runner_restarts = runner.pool.restarts
+        result.runner_restarts = runner.restart_count()
         for s in states:
             if s.ctx is not None:
                 try:
@@ -316,21 +340,16 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
     t1 = time.perf_counter()
     result.phase_s["build"] += t1 - t0
     workload = database.commit_workload(task.mod)
-    run_results = []
-    for cand, br in zip(candidates, built):
-        if stop():  # keep what is measured; the search is not told about a partial round
-            result.stopped = "interrupted"
-            return
-        if br.error_msg is not None:
-            rr = ms.runner.RunnerResult(None, br.error_msg)
-        else:
-            rr = runner.measure_one(ms.runner.RunnerInput(br.artifact_path, runner.device, cand.args_info))
-        run_results.append(rr)
+    run_results: list = [None] * len(candidates)
+
+    def record(i: int, rr) -> None:
+        cand = candidates[i]
+        run_results[i] = rr
         ok = rr.error_msg is None and rr.run_secs is not None
         secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
-        record = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
-        database.commit_tuning_record(record)
-        writer.add(task.hash, task.mod_json, logstore.record_line(record, secs, task.name, model_label))
+        rec = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
+        database.commit_tuning_record(rec)
+        writer.add(task.hash, task.mod_json, logstore.record_line(rec, secs, task.name, model_label))
         task.trials += 1
         result.trials += 1
         if ok:
@@ -339,6 +358,18 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
                 task.best_s = median
         else:
             task.errors += 1
+
+    to_run = []
+    for i, br in enumerate(built):
+        if br.error_msg is not None:
+            record(i, ms.runner.RunnerResult(None, br.error_msg))
+        else:
+            to_run.append(i)
+    inputs = [ms.runner.RunnerInput(built[i].artifact_path, runner.device, candidates[i].args_info) for i in to_run]
+    finished = runner.measure_all(inputs, lambda j, rr: record(to_run[j], rr), stop)
+    if not finished:  # keep what is measured; the search is not told about a partial round
+        result.stopped = "interrupted"
+        return
     t2 = time.perf_counter()
     result.phase_s["measure"] += t2 - t1
     task.ctx.notify_runner_results(candidates, run_results)
