@@ -53,7 +53,7 @@ class RemoteModel:
             params = tvm.runtime.load_param_dict(weight_bytes)
             count = int(info.weights.get("count", len(params)))
             self._weights = [tvm.runtime.tensor(params[str(i)].numpy(), self.device) for i in range(count)]
-        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+        except (RuntimeError, OSError) as err:  # tvm.error.* are RuntimeErrors
             raise _lost(err, self.board) from None
 
     @property
@@ -78,13 +78,11 @@ class RemoteModel:
         return [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs] + self._weights
 
     def run(self, inputs=None) -> dict[str, np.ndarray]:
-        import tvm
-
         try:
             result = self._vm["main"](*self._args(inputs))
             items = [result] if hasattr(result, "numpy") else list(result)
             arrays = [v.numpy() for v in items]
-        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+        except (RuntimeError, OSError) as err:  # tvm.error.* are RuntimeErrors
             raise _lost(err, self.board) from None
         out = {}
         for spec, arr in zip(self.outputs, arrays):
@@ -94,8 +92,6 @@ class RemoteModel:
 
     def benchmark(self, inputs=None, *, warmup: int = 5, repeat: int = 50, max_seconds: float | None = None) -> LatencyStats:
         """One sample per call of the board's `time_evaluator` (one run each, timed on the board)."""
-        import tvm
-
         try:
             args = self._args(inputs)
             evaluator = self._vm.time_evaluator("main", self.device, number=1, repeat=1)
@@ -110,7 +106,7 @@ class RemoteModel:
                 if max_seconds is not None and spent >= max_seconds and i + 1 >= 3 and i + 1 < repeat:
                     truncated = True
                     break
-        except (tvm.error.TVMError, RuntimeError, OSError) as err:
+        except (RuntimeError, OSError) as err:  # tvm.error.* are RuntimeErrors
             raise _lost(err, self.board) from None
         return LatencyStats.from_samples(samples, warmup, truncated)
 

@@ -141,12 +141,35 @@ class BoardRunner:
 
         for p in pending:
             p.future.cancel()
-        self.pool.shutdown(wait=False)
+        _kill_pool(self.pool)
         self.pool = PopenPoolExecutor(max_workers=self.boards, timeout=self.timeout_s, initializer=_init_worker)
         self.restarts += 1
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False)
+        _kill_pool(self.pool)
+
+
+def _kill_pool(pool) -> None:
+    """Kill a PopenPoolExecutor's worker processes and let its threads end.
+
+    `PopenPoolExecutor.shutdown` cannot do this while a worker is busy: it closes the pipe that the
+    pool's thread is blocked reading, and closing a buffered reader waits for that read, forever when
+    the worker waits on the tracker for a board that will never come. Killing the processes first
+    ends the read (EOF), so the threads finish on their own. (Uses the pool's internals, as pinned
+    in apache-tvm 0.27.)"""
+    from tvm.support.popen_pool import kill_child_processes
+
+    for worker in list(getattr(pool, "_worker_map", {}).values()):
+        proc = getattr(worker, "_proc", None)
+        if proc is None:
+            continue
+        try:
+            kill_child_processes(proc.pid)
+            proc.kill()
+        except (OSError, TypeError):
+            pass
+    pool._threadpool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
 
 
 def _last_line(err: BaseException) -> str:
