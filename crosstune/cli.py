@@ -340,6 +340,7 @@ def _check_board(rpc: str, key: str, target, opts):
     info = board_info(session, addr, key)
     del session
     say(f"measuring on {len(ks.boards)} '{key}' board(s) via {addr}: first one is {info.describe()}")
+    opts.board = {k: v for k, v in info.to_json().items() if v is not None}
     if info.emulated and not opts.db:
         opts.db = str(logstore.project_logs_root() / f"{target.logs or target.name}-emulated")
         say(f"  emulated board: its records go to {opts.db}, apart from real boards' records")

@@ -303,6 +303,9 @@ def test_tune_on_two_boards_survives_losing_one(farm, model_dir, tmp_path):
     store = logs / "rpi4-emulated"
     assert f"records go to {store}" in text
     assert _records(store) == 12 and "12 records written" in text
+    lines = [json.loads(l) for shard in store.glob("*.jsonl") for l in shard.read_text().splitlines()]
+    boards = [l["board"] for l in lines if l.get("kind") == "record"]
+    assert len(boards) == 12 and all(b["key"] == "rpi4" and b["emulated"] is True for b in boards)
     assert _status(farm.tracker).get("rpi4") == 1
     proc = run_cli("compile", model_dir / "conv.onnx", "--target", "rpi4", "--db", store, "-o", tmp_path / "t.ctm", check=0)
     m = re.search(r"tuning logs: \S+ \(12 records\): (\d+) of (\d+) kernels tuned", proc.stdout)

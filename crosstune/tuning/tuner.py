@@ -47,6 +47,7 @@ class TuneOptions:
     rpc: object = None  # rpc.Address of the tracker: measure on its boards of `key`
     key: str | None = None
     board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
+    board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
 
 
 @dataclass
@@ -251,7 +252,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                     result.stopped = "interrupted"
                     break
                 _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                               model_label, ms, result, stop)
+                               model_label, ms, result, stop, options.board)
                 if task.remaining == 0:
                     task.status = "done"
                 report("round", task)
@@ -334,7 +335,7 @@ def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
 
 
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                   model_label: str, ms, result: TuneResult, stop) -> None:
+                   model_label: str, ms, result: TuneResult, stop, board: dict | None = None) -> None:
     t0 = time.perf_counter()
     built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
     t1 = time.perf_counter()
@@ -349,7 +350,10 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
         secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
         rec = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
         database.commit_tuning_record(rec)
-        writer.add(task.hash, task.mod_json, logstore.record_line(rec, secs, task.name, model_label))
+        line = logstore.record_line(rec, secs, task.name, model_label)
+        if board is not None:
+            line["board"] = board
+        writer.add(task.hash, task.mod_json, line)
         task.trials += 1
         result.trials += 1
         if ok:
