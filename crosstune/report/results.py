@@ -229,8 +229,13 @@ def run_document(info: "PackageInfo", stats: "LatencyStats", *, inputs: dict[str
         threads=int(threads) if threads and threads.isdigit() else None,
         tuning=tuning_info(info.build.get("tuning")),
     )
+    machine = None
+    if board:  # timed on the board, not on this machine: describe the board as far as it is known
+        kind = "emulated " if board.get("emulated") else ""
+        machine = {"cpu": f"{kind}'{board.get('key')}' board ({info.target.get('preset')} preset)",
+                   "cores": None, "arch": board.get("machine"), "platform": None, "gpu": None}
     return new_document(model=model_info(info, inputs), target=target_info(info.target), command=command,
-                        board=board, engines=[engine])
+                        machine=machine, board=board, engines=[engine])
 
 
 def write(path: str | Path, doc: dict[str, Any]) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 from ..compile import package
 from ..errors import UserError
 from ..rpc import Address, BoardError, BoardInfo, board_info, request
-from ..tensors import TensorSpec, check_inputs, numpy_dtype, random_inputs
+from .session import PackageModel
 from .timing import LatencyStats
 
 
@@ -24,7 +24,7 @@ def _lost(err: BaseException, info: BoardInfo) -> BoardError:
     return BoardError(f"{info.describe()} failed or disconnected during the run: {text}")
 
 
-class RemoteModel:
+class RemoteModel(PackageModel):
     """`run` and `benchmark` as for a local `CompiledModel`, on a board of `key` behind a tracker."""
 
     def __init__(self, path, addr: Address, key: str, wait_s: float = 300.0):
@@ -56,39 +56,11 @@ class RemoteModel:
         except (RuntimeError, OSError) as err:  # tvm.error.* are RuntimeErrors
             raise _lost(err, self.board) from None
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self.info.inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self.info.outputs
-
-    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        return random_inputs(self.inputs, seed)
-
-    def _args(self, inputs):
-        import tvm
-
-        given = dict(inputs or {})
-        check_inputs(self.inputs, given)
-        missing = [s for s in self.inputs if s.name not in given]
-        if missing:
-            raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
-        return [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs] + self._weights
-
     def run(self, inputs=None) -> dict[str, np.ndarray]:
         try:
-            result = self._vm["main"](*self._args(inputs))
-            items = [result] if hasattr(result, "numpy") else list(result)
-            arrays = [v.numpy() for v in items]
+            return self._outputs(self._vm["main"](*self._args(inputs)))
         except (RuntimeError, OSError) as err:  # tvm.error.* are RuntimeErrors
             raise _lost(err, self.board) from None
-        out = {}
-        for spec, arr in zip(self.outputs, arrays):
-            want = numpy_dtype(spec.dtype)
-            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
-        return out
 
     def benchmark(self, inputs=None, *, warmup: int = 5, repeat: int = 50, max_seconds: float | None = None) -> LatencyStats:
         """One sample per call of the board's `time_evaluator` (one run each, timed on the board)."""

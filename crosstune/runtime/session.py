@@ -24,7 +24,46 @@ def _device(kind: str):
     raise UserError(f"this crosstune cannot run '{kind}' packages yet")
 
 
-class CompiledModel:
+class PackageModel:
+    """What a loaded package offers wherever it runs (here or on a board): its inputs and outputs,
+    seeded example inputs, and the conversion of inputs to arguments and of results to arrays.
+    Subclasses set `info`, `device` and `_weights`."""
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.info.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.info.outputs
+
+    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        return random_inputs(self.inputs, seed)
+
+    def _args(self, inputs: dict[str, np.ndarray] | None):
+        import tvm
+
+        given = dict(inputs or {})
+        check_inputs(self.inputs, given)
+        missing = [s for s in self.inputs if s.name not in given]
+        if missing:
+            raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
+        args = [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs]
+        return args + self._weights
+
+    def _outputs(self, result) -> dict[str, np.ndarray]:
+        items = [result] if hasattr(result, "numpy") else list(result)
+        if len(items) != len(self.outputs):
+            raise RuntimeError(f"module returned {len(items)} outputs, metadata lists {len(self.outputs)}")
+        out = {}
+        for spec, value in zip(self.outputs, items):
+            arr = value.numpy()
+            want = numpy_dtype(spec.dtype)
+            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
+        return out
+
+
+class CompiledModel(PackageModel):
     """A package loaded on a device: `run` for outputs, `benchmark` for latency."""
 
     def __init__(self, path: str | Path):
@@ -68,39 +107,6 @@ class CompiledModel:
         if len(params) != count:
             raise UserError(f"{path}: weights hold {len(params)} tensors, metadata says {count}")
         self._weights = [params[str(i)].copyto(self.device) for i in range(count)]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self.info.inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self.info.outputs
-
-    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        return random_inputs(self.inputs, seed)
-
-    def _args(self, inputs: dict[str, np.ndarray] | None):
-        import tvm
-
-        given = dict(inputs or {})
-        check_inputs(self.inputs, given)
-        missing = [s for s in self.inputs if s.name not in given]
-        if missing:
-            raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
-        args = [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs]
-        return args + self._weights
-
-    def _outputs(self, result) -> dict[str, np.ndarray]:
-        items = [result] if hasattr(result, "numpy") else list(result)
-        if len(items) != len(self.outputs):
-            raise RuntimeError(f"module returned {len(items)} outputs, metadata lists {len(self.outputs)}")
-        out = {}
-        for spec, value in zip(self.outputs, items):
-            arr = value.numpy()
-            want = numpy_dtype(spec.dtype)
-            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
-        return out
 
     def run(self, inputs: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Outputs by name, as numpy arrays. Every input must be given (see `example_inputs`)."""
