@@ -31,14 +31,7 @@ class RemoteModel(PackageModel):
         import tvm
         from tvm import relax
 
-        self.path = str(path)
-        info, lib_bytes, weight_bytes = package.read(path)
-        if info.tvm_version != tvm.__version__:
-            raise UserError(
-                f"{path} was built with TVM {info.tvm_version}, this is TVM {tvm.__version__}: "
-                "recompile it with `crosstune compile`"
-            )
-        self.info = info
+        info, lib_bytes, weight_bytes = self._read(path)
         self.session = request(addr, key, wait_s=wait_s)
         self.board = board_info(self.session, addr, key)
         arch = info.target.get("arch")

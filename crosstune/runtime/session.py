@@ -29,6 +29,20 @@ class PackageModel:
     seeded example inputs, and the conversion of inputs to arguments and of results to arrays.
     Subclasses set `info`, `device` and `_weights`."""
 
+    def _read(self, path) -> tuple[package.PackageInfo, bytes, bytes]:
+        """The package's files (digests checked), refused when another TVM built it."""
+        import tvm
+
+        self.path = str(path)
+        info, lib_bytes, weight_bytes = package.read(path)
+        if info.tvm_version != tvm.__version__:
+            raise UserError(
+                f"{path} was built with TVM {info.tvm_version}, this is TVM {tvm.__version__}: "
+                "recompile it with `crosstune compile`"
+            )
+        self.info = info
+        return info, lib_bytes, weight_bytes
+
     @property
     def inputs(self) -> list[TensorSpec]:
         return self.info.inputs
@@ -70,14 +84,7 @@ class CompiledModel(PackageModel):
         import tvm
         from tvm import relax
 
-        self.path = str(path)
-        info, lib_bytes, weight_bytes = package.read(path)
-        if info.tvm_version != tvm.__version__:
-            raise UserError(
-                f"{path} was built with TVM {info.tvm_version}, this is TVM {tvm.__version__}: "
-                "recompile it with `crosstune compile`"
-            )
-        self.info = info
+        info, lib_bytes, weight_bytes = self._read(path)
         arch = info.target.get("arch")
         if arch and arch != platform.machine():
             board = info.target.get("board_key") or "KEY"
