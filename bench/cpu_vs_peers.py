@@ -24,76 +24,8 @@ THREADS = 2
 os.environ.setdefault("TVM_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-import numpy as np  # noqa: E402
 
 from _common import RESULTS, document, median, run_models, write_documents  # noqa: E402 - bench/ is on sys.path
-
-
-class OpenVinoEngine:
-    name = "openvino"
-
-    def __init__(self, onnx_path: Path):
-        import openvino as ov
-
-        self.ov = ov
-        core = ov.Core()
-        model = core.read_model(str(onnx_path))
-        self.compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY",
-        })
-        self.request = self.compiled.create_infer_request()
-        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
-
-    def version(self):
-        return f"openvino {self.ov.__version__}"
-
-    def run(self, inputs):
-        res = self.request.infer(inputs)
-        return {name: np.asarray(res[self.compiled.output(name)]) for name in self.outputs}
-
-    def benchmark(self, inputs, *, warmup, repeat, max_seconds):
-        from crosstune.runtime.timing import measure
-
-        for k, v in inputs.items():
-            self.request.set_tensor(k, self.ov.Tensor(np.ascontiguousarray(v)))
-        return measure(self.request.infer, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
-
-
-class TorchEngine:
-    name = "torch"
-
-    def __init__(self, model_name: str, input_names: list[str]):
-        import torch
-
-        from crosstune.zoo import torch_models
-
-        torch.set_num_threads(THREADS)
-        self.torch = torch
-        self.module, _, self.output_names = torch_models.build(model_name, seed=0)
-        self.input_names = input_names
-
-    def version(self):
-        return f"torch {self.torch.__version__} eager"
-
-    def _args(self, inputs):
-        return [self.torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.input_names]
-
-    def run(self, inputs):
-        with self.torch.inference_mode():
-            out = self.module(*self._args(inputs))
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        return {n: o.numpy() for n, o in zip(self.output_names, outs)}
-
-    def benchmark(self, inputs, *, warmup, repeat, max_seconds):
-        from crosstune.runtime.timing import measure
-
-        args = self._args(inputs)
-
-        def call():
-            with self.torch.inference_mode():
-                self.module(*args)
-
-        return measure(call, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
 
 
 def stored_trials(onnx_path: Path, target) -> dict:
@@ -140,8 +72,10 @@ def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
     inputs = engines[0].compiled.example_inputs(seed=0)
     engines.append(OnnxRuntimeEngine(onnx_path.read_bytes(), threads=THREADS))
     entries = []
-    for peer, factory in (("openvino", lambda: OpenVinoEngine(onnx_path)),
-                          ("torch", lambda: TorchEngine(name, list(inputs)))):
+    from crosstune.compare.peers import OpenVinoEngine, TorchEngine
+
+    for peer, factory in (("openvino", lambda: OpenVinoEngine(onnx_path, THREADS)),
+                          ("torch", lambda: TorchEngine(name, 0, list(inputs), THREADS))):
         try:
             engines.append(factory())
         except Exception as err:  # noqa: BLE001 - a missing peer is reported, not fatal

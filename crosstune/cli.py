@@ -21,7 +21,7 @@ from .errors import ToolError, UserError, VerificationFailed
 
 # Commands that use PyTorch. For every other command torch is kept out of the process: `import tvm`
 # imports torch through tvm_ffi when it is installed, which costs ~2.5 s per command and is unused.
-TORCH_COMMANDS = {"zoo", "demo"}
+TORCH_COMMANDS = {"zoo", "demo", "bench"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TOOL, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -439,6 +439,47 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------ bench
+def cmd_bench(args) -> int:
+    from .compare.bench import BenchOptions, bench
+    from .textfmt import ms, table
+
+    opts = BenchOptions(
+        target=args.target, against=tuple(a for a in args.against.split(",") if a),
+        precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
+        max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
+        use_logs=not args.no_logs, db=args.db,
+    )
+    say(f"benchmarking {args.model}: crosstune ({args.target}) against {', '.join(opts.against) or 'nothing'}")
+    doc = bench(args.model, opts, sys.argv, say=stage)
+    ours = {e["precision"]: e for e in doc["engines"] if e["name"] == "crosstune" and e["status"] == "ok"}
+    rows = []
+    for e in doc["engines"]:
+        lat, agr = e["latency_ms"], e["agreement"]
+        if lat is None:
+            rows.append([e["name"], e["precision"], e["status"].upper(), "", "", "", "", e["error"] or ""])
+            continue
+        base = ours.get(e["precision"])
+        ratio = f"{lat['median'] / base['latency_ms']['median']:.2f}x" if base else "-"
+        check = "reference" if e["name"] == doc["reference"] else (
+            "-" if agr is None else ("PASS" if agr["passed"] else "FAIL") + f" (max abs {agr['max_abs']:.1e})")
+        rows.append([e["name"], e["precision"], ms(lat["median"]), ms(lat["p90"]), ms(lat["min"]), ms(lat["max"]),
+                     ratio, check])
+    say(table(["ENGINE", "PRECISION", "MEDIAN ms", "P90", "MIN", "MAX", "VS CROSSTUNE", "AGREEMENT"], rows, "llrrrrrl"))
+    machine = doc["machine"]
+    say(f"{machine['cpu']}, {machine['cores']} cores; {doc['engines'][0].get('threads')} threads per engine; "
+        "VS CROSSTUNE > 1 means crosstune is faster")
+    if args.json:
+        from .report import results
+
+        results.write(args.json, doc)
+        say(f"results -> {args.json}")
+    failed = [e for e in doc["engines"] if e["agreement"] is not None and not e["agreement"]["passed"]]
+    if failed:
+        raise VerificationFailed("outputs disagree with the reference: " + ", ".join(e["name"] for e in failed))
+    return EXIT_OK
+
+
 # -------------------------------------------------------------------------------------- rpc, board
 def cmd_rpc_tracker(args) -> int:
     from .rpc.serve import run_tracker
@@ -611,6 +652,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
     s.add_argument("--wait", type=float, default=300.0, help="seconds to wait for a free board (default 300)")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("bench", help="crosstune against other engines on one model: latency and agreement")
+    s.add_argument("model")
+    s.add_argument("--target", "-t", default="host", help="target preset (default host)")
+    s.add_argument("--against", default="onnxruntime,openvino,torch",
+                   help="comma-separated peers: onnxruntime, openvino, torch, torch-compile, tensorrt "
+                        "(default onnxruntime,openvino,torch)")
+    s.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (default fp32)")
+    s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
+    s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
+    s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")
+    s.add_argument("--threads", type=int, help="threads per engine (default: the target's num-cores, else all cores)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the shared inputs (default 0)")
+    s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/)")
+    s.add_argument("--no-logs", action="store_true", help="crosstune untuned (TVM's default schedules)")
+    s.add_argument("--json", metavar="FILE", help="write the results (crosstune results format) to FILE")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("rpc", help="the board farm: TVM RPC tracker, servers on boards, status")
     rsub = s.add_subparsers(dest="rpc_command", metavar="SUBCOMMAND", required=True)

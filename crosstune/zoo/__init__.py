@@ -30,6 +30,17 @@ class ZooEntry:
     source: str  # "torch" or "onnx"
 
 
+ZOO_KEY, SEED_KEY = "crosstune.zoo", "crosstune.zoo.seed"  # metadata_props of exported torch zoo models
+
+
+def zoo_origin(model_proto) -> tuple[str, int] | None:
+    """(zoo name, seed) of an ONNX model exported from the torch zoo, else None."""
+    props = {p.key: p.value for p in model_proto.metadata_props}
+    if ZOO_KEY not in props:
+        return None
+    return props[ZOO_KEY], int(props.get(SEED_KEY, "0"))
+
+
 def entries() -> list[ZooEntry]:
     out = [ZooEntry(n, d, i, "torch") for n, (d, i) in TORCH_MODELS.items()]
     from . import onnx_light

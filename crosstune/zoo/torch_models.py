@@ -71,3 +71,13 @@ def export(name: str, output: Path, *, batch: int = 1, seed: int = 0, dynamic_ba
             do_constant_folding=True,
             dynamo=False,
         )
+    # Mark the file as this zoo model and seed: `crosstune bench` rebuilds the same torch module
+    # from it to time PyTorch on the same weights.
+    import onnx
+
+    from . import SEED_KEY, ZOO_KEY
+
+    model = onnx.load(str(output))
+    onnx.helper.set_model_props(model, {ZOO_KEY: name, SEED_KEY: str(seed)})
+    onnx.save(model, str(output))
+
