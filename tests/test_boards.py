@@ -307,6 +307,8 @@ def test_tune_on_two_boards_survives_losing_one(farm, model_dir, tmp_path):
     boards = [l["board"] for l in lines if l.get("kind") == "record"]
     assert len(boards) == 12 and all(b["key"] == "rpi4" and b["emulated"] is True for b in boards)
     assert _status(farm.tracker).get("rpi4") == 1
+    shown = run_cli("logs", "show", "rpi4-emulated", env={"CROSSTUNE_LOGS": str(logs)}, check=0).stdout
+    assert shown.startswith(f"{store}: 1 shards") and "12 records" in shown.splitlines()[0]
     proc = run_cli("compile", model_dir / "conv.onnx", "--target", "rpi4", "--db", store, "-o", tmp_path / "t.ctm", check=0)
     m = re.search(r"tuning logs: \S+ \(12 records\): (\d+) of (\d+) kernels tuned", proc.stdout)
     assert m and int(m[1]) >= 1, proc.stdout

@@ -18,11 +18,15 @@ def _root(args) -> Path:
 
 
 def resolve(name: str, args) -> logstore.Store:
-    """A store from a target preset name (its folder under the logs root) or a folder path."""
+    """A store from a target preset name (its folder under the logs root), the name of another folder
+    under the root (`rpi4-emulated`), or a folder path."""
     from .. import targets
 
     if name in targets.names():
         return logstore.Store(_root(args) / (targets.get(name).logs or name))
+    under_root = _root(args) / name
+    if "/" not in name and not Path(name).exists() and under_root.is_dir():
+        return logstore.Store(under_root)
     return logstore.Store(Path(name))
 
 
