@@ -222,6 +222,17 @@ def test_altered_package_is_not_uploaded(farm, rpi4_package, tmp_path):
     assert "requesting" not in proc.stdout
 
 
+def test_package_for_another_cpu_fails_without_taking_the_board_down(farm, model_dir, tmp_path):
+    """Graviton3 code (SVE) on an emulated Cortex-A72 board dies of an illegal instruction, as on a
+    real Pi 4: one line, exit 3, and the board stays in the farm for the next client."""
+    pkg = tmp_path / "conv.graviton3.ctm"
+    run_cli("compile", model_dir / "conv.onnx", "--target", "graviton3", "-o", pkg, check=0)
+    proc = run_cli("run", pkg, "--rpc", farm.tracker, "--key", "rpi4", "--repeat", "2")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "the session on the board ended abruptly" in proc.stderr
+    _wait_for(lambda: _status(farm.tracker).get("rpi4") == 2, 30, "the board to re-register", farm.logs)
+
+
 def test_board_with_another_tvm_is_refused(farm, conv_package, tmp_path):
     """A real second board: an x86 RPC server running apache-tvm 0.26.0 (installed into a folder for
     this test). crosstune asks the board for its TVM version and refuses it with one line."""

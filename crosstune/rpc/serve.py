@@ -7,6 +7,7 @@ with three differences:
   nor the tracker authenticates anyone);
 - the server registers `crosstune.board.info` (TVM version, machine, emulated or not), which clients
   use to refuse a board with another TVM and to label emulated timings;
+- a session whose process crashes (illegal instruction, segfault) does not take the board down;
 - they print the port they bound, so scripts can start them on a free port.
 """
 
@@ -98,6 +99,28 @@ def _register_info() -> None:
 
     ident = json.dumps(board_identity())
     tvm_ffi.register_global_func("crosstune.board.info", lambda: ident, override=True)
+    _survive_crashed_sessions()
+
+
+def _survive_crashed_sessions() -> None:
+    """Keep serving after a session's process dies (a module with an illegal instruction, a tuning
+    candidate that segfaults). TVM's server raises when a session's process exits abnormally, which
+    ends its listening thread: the board drops off the tracker for good. Here the session's client
+    gets its error, and the board goes back to the tracker for the next one."""
+    import tvm.rpc.server as srv
+
+    original = srv._serving
+
+    def serving(sock, addr, opts, load_library):
+        cwd = os.getcwd()
+        try:
+            original(sock, addr, opts, load_library)
+        except RuntimeError as err:
+            srv.logger.warning("session from %s ended abnormally (%s); serving the next one", addr, err)
+            os.chdir(cwd)
+            sock.close()
+
+    srv._serving = serving
 
 
 def run_server(tracker: str, key: str, host: str, port: int, load_library: str | None, say=print) -> int:

@@ -21,6 +21,9 @@ from .timing import LatencyStats
 
 def _lost(err: BaseException, info: BoardInfo) -> BoardError:
     text = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    if "kShutdown" in text:  # the session's process on the board died (or the board went away)
+        text = ("the session on the board ended abruptly: the board went away, or the code crashed there "
+                "(for example instructions this board's CPU lacks: check the package's target)")
     return BoardError(f"{info.describe()} failed or disconnected during the run: {text}")
 
 
