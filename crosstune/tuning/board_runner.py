@@ -31,6 +31,7 @@ class BoardsGone(CrosstuneError):
 def alloc_argument(session, device, args_info, alloc_repeat):
     """MetaSchedule's `f_alloc_argument`, with zeros for integer tensors (runs in the pool worker)."""
     import numpy as np
+    import tvm
     from tvm.s_tir.meta_schedule.utils import get_global_func_on_rpc_session
 
     fill = get_global_func_on_rpc_session(
@@ -44,8 +45,6 @@ def alloc_argument(session, device, args_info, alloc_repeat):
             kind, dtype, shape = info[0], str(info[1]), [int(s) for s in info[2]]
             if kind != "TENSOR":
                 raise NotImplementedError(f"argument kind {kind}")
-            import tvm
-
             t = tvm.runtime.empty(shape, dtype=dtype, device=device)
             if dtype.startswith(("int", "uint", "bool")):
                 t.copyfrom(np.zeros(shape, dtype="bool" if dtype == "bool" else dtype))

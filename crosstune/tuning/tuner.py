@@ -118,11 +118,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     stage = stage or (lambda s: None)
     target = targets.get(options.target)
     target.check_compiler()
-    if target.cross and options.rpc is None:
-        raise UserError(
-            f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
-            f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
-        )
+    _check_measurable(target, options)
     stage("import")
     src = onnx_model.with_shapes(onnx_model.load(model), options.input_shapes)
     relax_model = relax_import.to_relax(src)
@@ -204,11 +200,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         boards = len(boards_for(options.rpc, options.key).boards)
         runner = BoardRunner(options.rpc, options.key, boards, options.measure, options.board_timeout_s)
     else:
-        if target.cross:
-            raise UserError(
-                f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
-                f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
-            )
+        _check_measurable(target, options)
         runner = make_runner(target.device, threads, options.measure)
     cost_model = ms.cost_model.XGBModel(
         extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True, num_tuning_cores=cores
@@ -277,6 +269,15 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         runner.close()
     report("done")
     return result
+
+
+def _check_measurable(target: Target, options: TuneOptions) -> None:
+    """Code for another architecture can only be measured on its boards."""
+    if target.cross and options.rpc is None:
+        raise UserError(
+            f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
+            f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
+        )
 
 
 def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
