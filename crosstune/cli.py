@@ -73,10 +73,18 @@ def cmd_targets(args) -> int:
     from . import targets
     from .textfmt import table
 
+    from .errors import UserError
+
+    limits = ("mtriple", "max_threads_per_block", "max_shared_memory_per_block", "thread_warp_size",
+              "registers_per_block")
     rows = []
     for name in targets.names():
-        t = targets.get(name)
-        tvm = ", ".join(f"{k}={v}" for k, v in t.tvm.items() if k not in ("mtriple",))
+        try:
+            t = targets.get(name)
+        except UserError as err:  # a detecting preset with nothing to detect here (`cuda` on a CPU box)
+            rows.append([name, "?", "", "", "", f"[not here: {err}]"])
+            continue
+        tvm = ", ".join(f"{k}={v}" for k, v in t.tvm.items() if k not in limits)
         desc = t.description + (f" [now: {t.detected}]" if t.detected else "")
         rows.append([t.name, f"{t.device}/{t.arch}", tvm, t.cc, t.logs, desc])
     say(table(["NAME", "DEVICE", "TVM TARGET", "LINKER", "LOGS", "DESCRIPTION"], rows))
@@ -157,18 +165,22 @@ def cmd_compile(args) -> int:
     from . import targets
     from .compile import CompileOptions, compile_model
 
+    from .compare.agreement import TOLERANCES
+
+    rtol, atol = TOLERANCES.get(args.precision, TOLERANCES["fp32"])
     opts = CompileOptions(
         target=args.target,
         output=args.output,
         input_shapes=_shapes(args.input_shape),
         verify=args.verify,
         seed=args.seed,
-        rtol=args.rtol,
-        atol=args.atol,
+        rtol=rtol if args.rtol is None else args.rtol,
+        atol=atol if args.atol is None else args.atol,
         use_logs=not args.no_logs,
         db=args.db,
         rpc=args.rpc,
         key=args.key,
+        precision=args.precision,
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
@@ -282,6 +294,7 @@ def cmd_tune(args) -> int:
         seed=args.seed,
         builders=args.build_workers,
         measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
+        precision=args.precision,
     )
     from .tuning import logstore
 
@@ -291,7 +304,7 @@ def cmd_tune(args) -> int:
         opts.rpc, opts.key = _check_board(args.rpc, args.key, target, opts)
     store = logstore.store_for(target, opts.db)
     detected = f" (detected {target.detected})" if target.detected else ""
-    say(f"tuning {args.model} for {target.name}{detected}; records go to {store.path}")
+    say(f"tuning {', '.join(args.model)} for {target.name}{detected}; records go to {store.path}")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
               "workers": "starting build and measure workers"}
     def tune_stage(name: str) -> None:
@@ -300,7 +313,7 @@ def cmd_tune(args) -> int:
             _Interrupt.soft = True
 
     try:
-        result = tune_model(args.model, opts, progress=_TuneDisplay(), stage=tune_stage,
+        result = tune_model(args.model if len(args.model) > 1 else args.model[0], opts, progress=_TuneDisplay(), stage=tune_stage,
                             should_stop=_Interrupt.stop_requested)
     finally:
         _Interrupt.soft = False
@@ -461,13 +474,25 @@ def cmd_bench(args) -> int:
             continue
         base = ours.get(e["precision"])
         ratio = f"{lat['median'] / base['latency_ms']['median']:.2f}x" if base else "-"
-        check = "reference" if e["name"] == doc["reference"] else (
-            "-" if agr is None else ("PASS" if agr["passed"] else "FAIL") + f" (max abs {agr['max_abs']:.1e})")
+        if agr is None:
+            check = "reference" if e["name"] == doc["reference"] else "-"
+        else:
+            vs = f" vs {agr['reference']}" if " " in agr["reference"] else ""
+            check = ("PASS" if agr["passed"] else "FAIL") + f" (max abs {_sci(agr['max_abs'])}{vs})"
         rows.append([e["name"], e["precision"], ms(lat["median"]), ms(lat["p90"]), ms(lat["min"]), ms(lat["max"]),
                      ratio, check])
     say(table(["ENGINE", "PRECISION", "MEDIAN ms", "P90", "MIN", "MAX", "VS CROSSTUNE", "AGREEMENT"], rows, "llrrrrrl"))
-    machine = doc["machine"]
-    say(f"{machine['cpu']}, {machine['cores']} cores; {doc['engines'][0].get('threads')} threads per engine; "
+    pairs = doc.get("agreement_pairs") or []
+    if pairs:
+        bad = [p for p in pairs if not p["passed"]]
+        say(f"engines checked against each other: {len(pairs)} pair{'s' if len(pairs) != 1 else ''}, "
+            + (f"{len(bad)} disagree:" if bad else "all agree within their precision's tolerance"))
+        for p in bad:
+            say(f"  {p['a']} {p['a_precision']} vs {p['b']} {p['b_precision']}: max abs {_sci(p['max_abs'])}, "
+                f"max rel {_sci(p['max_rel'])} (rtol {p['rtol']:g}, atol {p['atol']:.2g})")
+    machine, gpu = doc["machine"], doc["machine"].get("gpu")
+    on = f"{gpu['name']}; " if gpu and doc["target"].get("device") == "cuda" else ""
+    say(f"{on}{machine['cpu']}, {machine['cores']} cores; {doc['engines'][0].get('threads')} threads per engine; "
         "VS CROSSTUNE > 1 means crosstune is faster")
     if args.json:
         from .report import results
@@ -476,8 +501,13 @@ def cmd_bench(args) -> int:
         say(f"results -> {args.json}")
     failed = [e for e in doc["engines"] if e["agreement"] is not None and not e["agreement"]["passed"]]
     if failed:
-        raise VerificationFailed("outputs disagree with the reference: " + ", ".join(e["name"] for e in failed))
+        raise VerificationFailed("outputs disagree with the reference: "
+                                 + ", ".join(f"{e['name']} {e['precision']}" for e in failed))
     return EXIT_OK
+
+
+def _sci(value) -> str:
+    return "n/a" if value is None else f"{value:.1e}"
 
 
 # -------------------------------------------------------------------------------------- rpc, board
@@ -587,8 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
     s.add_argument("--verify", action="store_true", help="check outputs against ONNX Runtime on seeded random inputs")
     s.add_argument("--seed", type=int, default=0, help="seed of the verification inputs (default 0)")
-    s.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
-    s.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    s.add_argument("--rtol", type=float, help="relative tolerance (default 1e-3 for fp32, 1e-2 for fp16)")
+    s.add_argument("--atol", type=float, help="absolute tolerance (default 1e-4 for fp32, 1e-2 for fp16)")
+    s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
@@ -596,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("tune", help="auto-tune a model's kernels for a target; records go to the tuning-log store")
-    s.add_argument("model")
+    s.add_argument("model", nargs="+", help="ONNX model(s): several are tuned as one job, shared kernels once")
     s.add_argument("--target", "-t", default="host", help="target preset or .toml file (default host)")
     s.add_argument("--trials", type=int, help="trial budget of this run (default: what the tasks still need)")
     s.add_argument("--trials-per-task", type=int, default=64, help="budget per kernel, stored trials included (default 64)")
@@ -609,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
+    s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="tune the kernels of this precision's build (fp16: GPU targets)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
@@ -657,9 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--target", "-t", default="host", help="target preset (default host)")
     s.add_argument("--against", default="onnxruntime,openvino,torch",
-                   help="comma-separated peers: onnxruntime, openvino, torch, torch-compile, tensorrt "
-                        "(default onnxruntime,openvino,torch)")
-    s.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16 (default fp32)")
+                   help="comma-separated peers: onnxruntime (the reference; CUDA provider on GPU targets when "
+                        "present), openvino (CPU), torch, torch-compile, torch-compile-ro (reduce-overhead, "
+                        "CUDA graphs; GPU), tensorrt (GPU); torch engines need a `crosstune zoo export` model; "
+                        "engines that cannot run here are listed with the reason (default onnxruntime,openvino,torch)")
+    s.add_argument("--precision", default="fp32",
+                   help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")

@@ -35,6 +35,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     timings: dict[str, float] = {}
     target = targets.get(options.target)
     target.check_compiler()  # before minutes of building, not after
+    pipeline.check_precision(target, options.precision)
     board = None
     if options.verify and (options.rpc or options.key):
         from ..rpc import parse_address
@@ -70,7 +71,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             db_label, db_problems = str(store.path), index.problems
     native_log: list[str] = []
     with native_stderr_captured(native_log):
-        built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label)
+        built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label,
+                               precision=options.precision)
     executable, weights_out = built.executable, built.weights
     tuning = None
     if built.coverage is not None:
@@ -108,7 +110,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
                 "transformed": len(weights_out) != len(relax_model.weights)
                 or any(a is not b for a, b in zip(weights_out, relax_model.weights)),
             },
-            build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": tuning},
+            build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": tuning,
+                   "precision": options.precision},
         )
         package.write(out, info, lib, weights)
     timings["link_s"] = time.perf_counter() - t

@@ -21,6 +21,8 @@ class CompileOptions:
     db: the tuning-log folder to use instead of `logs/<target's preset>/`.
     rpc, key: verify on a board of `key` behind the tracker at `rpc` ("HOST:PORT"); needed to verify
         a package for another architecture (a cross-compiled one).
+    precision: "fp32", or "fp16" (GPU targets: `ToMixedPrecision`, fp16 weights and arithmetic; inputs
+        and outputs keep the model's dtypes).
     """
 
     target: str = "host"
@@ -34,6 +36,7 @@ class CompileOptions:
     db: str | None = None
     rpc: str | None = None
     key: str | None = None
+    precision: str = "fp32"
 
     def __post_init__(self):
         self.input_shapes = {

@@ -12,6 +12,16 @@ Three stages, shared by `compile` and `tune` so both see the same kernels:
    `LiftTransformParams`). crosstune runs that function once at compile time, on the host, and ships
    the transformed weights in the package, so the deployed module's interface stays "inputs, then
    weights" and the rewrite costs nothing at run time.
+
+GPU targets run the stages in another order: prepare, lift the weight-only computations (fp16 casts
+of weights among them), then apply the records to what is left. Their kernels need no weight-layout
+rewrite, so nothing in the lifting depends on a schedule, and the tuning workloads are then exactly
+the kernels the deployed module launches (no weight-only kernels among them). Kernels without a
+record get TVM's default GPU schedules (dlight: Matmul, GEMV, Reduction, GeneralReduction, Fallback)
+inside `tvm.compile`'s CUDA pipeline, and the module replays its kernel launches as CUDA graphs
+(`relax.backend.use_cuda_graph`): at batch 1 launch overhead, not kernel time, dominates otherwise.
+fp16 (`precision="fp16"`) is `ToMixedPrecision` before everything else: fp16 weights and activations,
+convolutions and matrix products accumulating in fp32, inputs and outputs in the model's dtypes.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from dataclasses import dataclass, field
 from ..targets import Target
 
 TRANSFORM = "main_transform_params"
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -59,12 +70,26 @@ def tuning_target(target: Target):
     return tvm.target.Target(spec, host=target.host)
 
 
-def prepare(mod, target: Target):
+def check_precision(target: Target, precision: str) -> None:
+    from ..errors import UserError
+
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and target.device != "cuda":
+        raise UserError(f"fp16 is built for GPU targets; target '{target.name}' is a {target.device} "
+                        "(its kernels run fp32)")
+
+
+def prepare(mod, target: Target, precision: str = "fp32"):
     """Stage 1: lower and fuse; the PrimFuncs of the result are the tuning workloads."""
     import tvm
     from tvm import relax
 
-    passes = [
+    check_precision(target, precision)
+    passes = []
+    if precision == "fp16":
+        passes += [relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32")]
+    passes += [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.transform.LegalizeOps(),
@@ -77,6 +102,23 @@ def prepare(mod, target: Target):
         passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
     with tuning_target(target):
         return tvm.transform.Sequential(passes)(mod)
+
+
+def lift(prepared, target: Target):
+    """GPU order, stage 2: weight-only computations lifted into `main_transform_params`."""
+    import tvm
+    from tvm import relax
+
+    with tuning_target(target):
+        return tvm.transform.Sequential([relax.transform.LiftTransformParams(), relax.transform.FoldConstant()])(prepared)
+
+
+def workloads(mod, target: Target, precision: str = "fp32"):
+    """The module whose PrimFuncs are the tuning workloads of `mod` for `target`."""
+    prepared = prepare(mod, target, precision)
+    if target.device == "cuda":
+        return main_only(lift(prepared, target))
+    return prepared
 
 
 def extract_tasks(prepared, target: Target):
@@ -160,11 +202,25 @@ class Built:
     coverage: Coverage | None
 
 
-def build(mod, weights: list, target: Target, database=None, db_label: str = "") -> Built:
-    """All three stages and `tvm.compile`; returns the executable and the weights it takes."""
+def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32") -> Built:
+    """All stages and `tvm.compile`; returns the executable and the weights it takes."""
     import tvm
 
-    prepared = prepare(mod, target)
+    prepared = prepare(mod, target, precision)
+    if target.device == "cuda":
+        from ..tuning.intrinsics import load_tensor_intrinsics
+
+        # dlight's tensor-core Matmul rule imports TVM's tensor intrinsics: 4 minutes the stock way
+        # (every backend's, see tuning/intrinsics.py), seconds for the CUDA family alone.
+        load_tensor_intrinsics("cuda")
+        lifted = lift(prepared, target)
+        new_weights = transform_weights(lifted, weights)
+        kernels = main_only(lifted)
+        cov = coverage(kernels, target, database, db_label) if database is not None else None
+        scheduled = apply_records(kernels, target, database)
+        with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": True}):
+            executable = tvm.compile(scheduled, target=target.tvm_target())
+        return Built(executable, new_weights, cov)
     cov = coverage(prepared, target, database, db_label) if database is not None else None
     scheduled = apply_records(prepared, target, database)
     finished = finish(scheduled, target)

@@ -13,15 +13,38 @@ from ..compile import package
 from ..errors import UserError
 from ..targets import host
 from ..tensors import TensorSpec, check_inputs, numpy_dtype, random_inputs
-from .timing import LatencyStats, measure
+from .timing import LatencyStats, measure, measure_device
 
 
-def _device(kind: str):
+def _device(kind: str, path, target: dict):
     import tvm
 
     if kind == "cpu":
         return tvm.cpu(0)
-    raise UserError(f"this crosstune cannot run '{kind}' packages yet")
+    if kind == "cuda":
+        return _cuda_device(path, target)
+    raise UserError(f"{path}: packages for '{kind}' devices cannot run here (this crosstune runs cpu and cuda)")
+
+
+def _cuda_device(path, target: dict):
+    """The first CUDA GPU, checked against the architecture the package was built for: older GPUs
+    cannot run newer architectures' code, which would fail at the first kernel launch."""
+    import tvm
+
+    from ..targets.cuda import arch_capability
+
+    built = str(target.get("gpu_arch") or (target.get("tvm") or {}).get("arch") or "")
+    preset = target.get("preset")
+    dev = tvm.cuda(0)
+    if not dev.exist:
+        raise UserError(f"{path} is built for an NVIDIA GPU (target '{preset}', {built}) and no CUDA GPU is "
+                        "visible here (no driver, no device, or CUDA_VISIBLE_DEVICES hides it)")
+    have = str(dev.compute_version)  # "9.0"
+    major, minor = (int(x) for x in have.split("."))
+    if built and (major, minor) < arch_capability(built):
+        raise UserError(f"{path} is built for {built} (target '{preset}') and this GPU, {dev.device_name}, is "
+                        f"sm_{major}{minor}, an older architecture that cannot run it: recompile with --target cuda")
+    return dev
 
 
 class PackageModel:
@@ -92,7 +115,7 @@ class CompiledModel(PackageModel):
                 f"{path} is built for {arch} (target '{info.target.get('preset')}') and this machine is "
                 f"{platform.machine()}: run it on a board with --rpc TRACKER_HOST:PORT --key {board}"
             )
-        self.device = _device(info.target.get("device", "cpu"))
+        self.device = _device(info.target.get("device", "cpu"), path, info.target)
         lacking = host.missing(list(info.target.get("cpu_flags", [])))
         if lacking:
             raise UserError(
@@ -131,6 +154,9 @@ class CompiledModel(PackageModel):
         # A saved closure holds the arguments, so the timed call does no argument conversion.
         self._vm.save_function("main", "__crosstune_bench", *self._args(inputs), include_return=False)
         fn = self._vm.module["__crosstune_bench"]
+        if self.device.dlpack_device_type() == 2:  # kDLCUDA
+            return measure_device(self._vm, "__crosstune_bench", self.device, fn,
+                                  warmup=warmup, repeat=repeat, max_seconds=max_seconds)
         return measure(fn, self.device.sync, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
 
 

@@ -71,3 +71,25 @@ def measure(
             truncated = True
             break
     return LatencyStats.from_samples(samples, warmup, truncated)
+
+
+def measure_device(vm, name: str, device, fn, *, warmup: int = 5, repeat: int = 50,
+                   max_seconds: float | None = None, min_runs: int = 3) -> LatencyStats:
+    """GPU latency with the device's own timer (TVM's `time_evaluator`: CUDA events around each
+    call, so host launch gaps count, as with torch's CUDA events). One sample per call; with
+    `max_seconds`, the count is cut to what fits, judged from the warm-up."""
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    t0 = time.perf_counter()
+    for _ in range(max(1, warmup)):
+        fn()
+    device.sync()
+    per_call = (time.perf_counter() - t0) / max(1, warmup)
+    count, truncated = repeat, False
+    if max_seconds is not None and per_call * repeat > max_seconds:
+        count, truncated = max(min_runs, int(max_seconds / max(per_call, 1e-9))), True
+        count = min(count, repeat)
+        truncated = count < repeat
+    evaluator = vm.time_evaluator(name, device, number=1, repeat=count, min_repeat_ms=0)
+    result = evaluator()
+    return LatencyStats.from_samples([float(r) * 1e3 for r in result.results], warmup, truncated)

@@ -19,7 +19,7 @@ from ..errors import UserError
 from . import host as _host
 
 PRESET_DIR = Path(__file__).with_name("presets")
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,16 @@ class Target:
 
     @property
     def arch(self) -> str:
-        """The CPU architecture the code runs on (`aarch64`, `x86_64`), from the LLVM triple."""
-        triple = str(self.tvm.get("mtriple", "") or platform.machine())
+        """The CPU architecture the code runs on (`aarch64`, `x86_64`), from the LLVM triple (the
+        host's, for a GPU target: its host code runs on that CPU)."""
+        cpu = self.tvm if self.device == "cpu" else (self.host or {})
+        triple = str(cpu.get("mtriple", "") or platform.machine())
         return triple.split("-", 1)[0]
+
+    @property
+    def gpu_arch(self) -> str:
+        """The CUDA architecture (`sm_90`) of a GPU target; "" for a CPU target."""
+        return str(self.tvm.get("arch", "")) if self.device == "cuda" else ""
 
     @property
     def cross(self) -> bool:
@@ -61,11 +68,13 @@ class Target:
     def cpu_flags(self) -> list[str]:
         """The /proc/cpuinfo flags a CPU needs to run code built for this target (x86 only; imports
         TVM to ask LLVM which features the target's mcpu/mattr enable)."""
-        if self.device != "cpu" or not str(self.tvm.get("mtriple", "x86_64")).startswith("x86_64"):
+        cpu = self.tvm if self.device == "cpu" else self.host
+        if cpu is None or not str(cpu.get("mtriple", "x86_64")).startswith("x86_64"):
             return []
+        import tvm
         from tvm.target import codegen
 
-        return _host.cpuinfo_flags_for(str(f) for f in codegen.llvm_get_cpu_features(self.tvm_target()))
+        return _host.cpuinfo_flags_for(str(f) for f in codegen.llvm_get_cpu_features(tvm.target.Target(cpu)))
 
     def check_compiler(self) -> str:
         """Path of the linker, or a one-line error naming the package that provides it."""
@@ -73,6 +82,10 @@ class Target:
         if path is None:
             pkg = f" (Debian/Ubuntu package: {self.cc_package})" if self.cc_package else ""
             raise UserError(f"target '{self.name}' links with '{self.cc}', which is not installed{pkg}")
+        if self.device == "cuda":
+            from .cuda import check_cuda_compiler
+
+            check_cuda_compiler(self.name)
         return path
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +98,7 @@ class Target:
             "logs": self.logs,
             "detected": self.detected,
             "arch": self.arch,
+            "gpu_arch": self.gpu_arch,
             "board_key": self.board_key,
         }
 
@@ -125,6 +139,8 @@ def _from_file(path: Path) -> Target:
     name = path.stem
     if data.get("detect") == "x86":
         return _resolve_host(name, data, path)
+    if data.get("detect") == "cuda":
+        return _resolve_cuda(name, data, path)
     try:
         device = data["device"]
         tvm_target = dict(data["target"])
@@ -171,4 +187,32 @@ def _resolve_host(name: str, data: dict[str, Any], path: Path) -> Target:
         logs=base.logs,
         detected=f"{preset}, {cpu.cores} cores ({cpu.model})",
         source=str(path),
+    )
+
+
+def _resolve_cuda(name: str, data: dict[str, Any], path: Path) -> Target:
+    """`cuda`: the preset of the local GPU's architecture (its tuning records included)."""
+    from .cuda import PRESET_FOR_ARCH, require_gpu
+
+    gpu = require_gpu(f"target '{name}' detects the local GPU; name a GPU preset instead "
+                      f"({', '.join(sorted(set(PRESET_FOR_ARCH.values()) | {'h100'}))})")
+    preset = PRESET_FOR_ARCH.get(gpu.arch)
+    if preset is not None:
+        base = _from_file(PRESET_DIR / f"{preset}.toml")
+        tvm_target, logs = base.tvm, base.logs
+    else:  # an architecture without a preset: the limits every CUDA GPU since Volta shares
+        base = _from_file(PRESET_DIR / "h200.toml")
+        tvm_target, logs = dict(base.tvm, arch=gpu.arch), f"cuda-{gpu.arch}"
+    return Target(
+        name=name,
+        description=data.get("description", ""),
+        device="cuda",
+        tvm=tvm_target,
+        host=base.host,
+        cc=base.cc,
+        cc_package=base.cc_package,
+        logs=logs,
+        detected=f"{gpu.name} ({gpu.arch}, driver {gpu.driver}) -> {preset or 'generic ' + gpu.arch}",
+        source=str(path),
+        board_key=base.board_key,
     )

@@ -72,15 +72,14 @@ class _Pending:
 class BoardRunner:
     """`measure_all` as the local runner has it, on the boards of `key`."""
 
-    device = "cpu"
-
     def __init__(self, addr: Address, key: str, boards: int, config: MeasureConfig | None = None,
-                 timeout_s: float = 120.0):
+                 timeout_s: float = 120.0, device: str = "cpu"):
         from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig
         from tvm.support.popen_pool import PopenPoolExecutor
 
         c = config or MeasureConfig()
         self.addr, self.key, self.boards = addr, key, boards
+        self.device = device  # "cuda" for boards with a GPU (Jetson): candidates run on the board's GPU
         self.timeout_s = timeout_s
         self.rpc_config = RPCConfig(addr.host, addr.port, key, session_priority=1, session_timeout_sec=int(timeout_s))
         self.evaluator = EvaluatorConfig(number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms,

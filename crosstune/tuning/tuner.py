@@ -48,6 +48,7 @@ class TuneOptions:
     key: str | None = None
     board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
+    precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets)
 
 
 @dataclass
@@ -111,23 +112,29 @@ class TuneResult:
 def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None] | None = None,
                stage: Callable[[str], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> TuneResult:
-    """Tune `model` (ONNX path or ModelProto) for `options.target`; records go to the store."""
+    """Tune `model` (ONNX path or ModelProto, or a list of them: one job, one budget, kernels that
+    several models share tuned once) for `options.target`; records go to the store."""
     from .. import targets
     from ..compile import onnx_model, pipeline, relax_import
 
     stage = stage or (lambda s: None)
     target = targets.get(options.target)
     target.check_compiler()
+    pipeline.check_precision(target, options.precision)
     _check_measurable(target, options)
-    stage("import")
-    src = onnx_model.with_shapes(onnx_model.load(model), options.input_shapes)
-    relax_model = relax_import.to_relax(src)
-    stage("extract")
-    prepared = pipeline.prepare(relax_model.mod, target)
-    tasks = pipeline.extract_tasks(prepared, target)
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    tasks, names = [], []
+    for m in models:
+        stage("import")
+        src = onnx_model.with_shapes(onnx_model.load(m), options.input_shapes)
+        relax_model = relax_import.to_relax(src)
+        stage("extract")
+        prepared = pipeline.workloads(relax_model.mod, target, options.precision)
+        tasks += pipeline.extract_tasks(prepared, target)
+        names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
-    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or src.name,
+    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or "+".join(names),
                       should_stop=should_stop)
 
 
@@ -152,9 +159,14 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     load_tensor_intrinsics(target.device)
 
     states: list[TaskState] = []
-    for i, task in enumerate(extracted):
+    by_hash: dict[str, TaskState] = {}
+    for task in extracted:
         mod = _normalize_mod(task.dispatched[0])
         wl_hash, mod_json = ms.database.Workload(mod).as_json()
+        if wl_hash in by_hash:  # the same kernel in another model of this job: one task, uses added up
+            by_hash[wl_hash].weight += int(task.weight)
+            continue
+        i = len(states)
         stored = index.trials(wl_hash)
         best = index.best(wl_hash)
         st = TaskState(
@@ -168,6 +180,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         if st.budget == 0:
             st.status = "covered"
         states.append(st)
+        by_hash[wl_hash] = st
 
     planned = sum(s.budget for s in states)
     if options.trials is not None:
@@ -198,7 +211,8 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         from .board_runner import BoardRunner
 
         boards = len(boards_for(options.rpc, options.key).boards)
-        runner = BoardRunner(options.rpc, options.key, boards, options.measure, options.board_timeout_s)
+        runner = BoardRunner(options.rpc, options.key, boards, options.measure, options.board_timeout_s,
+                             device=target.device)
     else:
         _check_measurable(target, options)
         runner = make_runner(target.device, threads, options.measure)
@@ -272,12 +286,21 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
 
 def _check_measurable(target: Target, options: TuneOptions) -> None:
-    """Code for another architecture can only be measured on its boards."""
+    """Code for another architecture can only be measured on its boards; GPU code on a GPU of its
+    architecture or a newer one."""
     if target.cross and options.rpc is None:
         raise UserError(
             f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
             f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
         )
+    if target.device == "cuda" and options.rpc is None:
+        from ..targets.cuda import arch_capability, require_gpu
+
+        gpu = require_gpu(f"tuning for '{target.name}' measures candidates on a {target.gpu_arch} GPU; run "
+                          "`crosstune tune` on a machine with one, or --rpc/--key for boards that have one")
+        if gpu.capability < arch_capability(target.gpu_arch):
+            raise UserError(f"tuning for '{target.name}' ({target.gpu_arch}) measures candidates on this GPU, "
+                            f"{gpu.name} ({gpu.arch}), which cannot run {target.gpu_arch} code")
 
 
 def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
