@@ -618,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true", help="check outputs against ONNX Runtime on seeded random inputs")
     s.add_argument("--seed", type=int, default=0, help="seed of the verification inputs (default 0)")
     s.add_argument("--rtol", type=float, help="relative tolerance (default 1e-3 for fp32, 1e-2 for fp16)")
-    s.add_argument("--atol", type=float, help="absolute tolerance (default 1e-4 for fp32, 1e-2 for fp16)")
+    s.add_argument("--atol", type=float, help="absolute tolerance (default 1e-4; fp16 adds 1e-2 x the output's largest magnitude)")
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
@@ -641,8 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
-    s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                   help="tune the kernels of this precision's build (fp16: GPU targets)")
+    s.add_argument("--precision", default="fp32", metavar="fp32|fp16|fp32,fp16",
+                   help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import onnx
@@ -34,10 +35,77 @@ def test_bench_against_peers_writes_results(model_dir, tmp_path):
     assert re.search(r"^tensorrt\s+fp32\s+UNAVAILABLE\s+tensorrt is not importable", proc.stdout, re.M)
     assert re.search(r"^onnxruntime\s+fp32\s+[\d.]+.*reference$", proc.stdout, re.M)
     assert f"results -> {out}" in proc.stdout
+    # every pair of engines that ran at one precision, checked against each other with that
+    # precision's tolerance; the more trusted engine is b (the reference, then crosstune)
+    ran = [e["name"] for e in doc["engines"] if e["status"] == "ok"]
+    pairs = {(p["a"], p["b"]): p for p in doc["agreement_pairs"]}
+    assert len(pairs) == len(ran) * (len(ran) - 1) // 2
+    assert pairs["crosstune", "onnxruntime"]["passed"] and pairs["crosstune", "onnxruntime"]["rtol"] == 1e-3
+    if "openvino" in ran:
+        assert ("openvino", "onnxruntime") in pairs and ("openvino", "crosstune") in pairs
+    assert all(p["precision"] == p["a_precision"] == p["b_precision"] == "fp32" for p in pairs.values())
+    assert re.search(rf"^engines checked against each other: {len(pairs)} pairs, all agree", proc.stdout, re.M)
     # the report reads it
     md = tmp_path / "r.md"
     run_cli("report", out, "-o", md, check=0)
     assert "unavailable: tensorrt is not importable" in md.read_text()
+    assert "Engines checked against each other" in md.read_text()
+
+
+def test_bench_engine_that_rejects_an_operator_fails_alone(tmp_path):
+    """ONNX Runtime has no float64 Atan: its entry fails with ORT's one line naming the operator,
+    crosstune (and OpenVINO, where installed) still run, and crosstune becomes the reference."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.DOUBLE),
+             helper.make_node("Atan", ["x64"], ["a"], name="atan_f64"),
+             helper.make_node("Cast", ["a"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "atan_f64", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "atan.onnx")
+    out = tmp_path / "r.json"
+    proc = run_cli("bench", tmp_path / "atan.onnx", "--against", "onnxruntime,openvino", "--repeat", "3",
+                   "--warmup", "1", "--json", out, check=0)
+    doc = json.loads(out.read_text())
+    by = {e["name"]: e for e in doc["engines"]}
+    ort_entry = by["onnxruntime"]
+    assert ort_entry["status"] == "failed" and "\n" not in ort_entry["error"]
+    assert ort_entry["error"].startswith("ONNX Runtime cannot load the model") and "Atan" in ort_entry["error"]
+    assert by["crosstune"]["status"] == "ok" and doc["reference"] == "crosstune"
+    assert re.search(r"^onnxruntime\s+fp32\s+FAILED\s+ONNX Runtime cannot load the model: .*Atan", proc.stdout, re.M)
+    if by["openvino"]["status"] == "ok":
+        assert by["openvino"]["agreement"]["passed"] and by["openvino"]["agreement"]["reference"] == "crosstune"
+        assert [(p["a"], p["b"], p["passed"]) for p in doc["agreement_pairs"]] == [("openvino", "crosstune", True)]
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="an NVIDIA GPU may be visible here")
+def test_bench_on_a_gpu_target_without_a_gpu(model_dir, tmp_path):
+    """A GPU target on a machine with no GPU: crosstune builds but cannot run (one line), ONNX Runtime
+    runs on the CPU provider and is the reference, and every GPU-only engine or precision is listed
+    with its reason."""
+    from crosstune import targets
+
+    if "h200" not in targets.names():
+        pytest.skip("no h200 preset")
+    out = tmp_path / "gpu.json"
+    proc = run_cli("bench", model_dir / "conv.onnx", "--target", "h200", "--against",
+                   "onnxruntime,openvino,torch-compile-ro,tensorrt", "--precision", "fp32,fp16", "--repeat", "3",
+                   "--warmup", "1", "--json", out, check=0)
+    doc = json.loads(out.read_text())
+    by = {(e["name"], e["precision"]): e for e in doc["engines"]}
+    assert doc["target"]["device"] == "cuda" and doc["reference"] == "onnxruntime"
+    assert by["crosstune", "fp32"]["status"] == "failed" and "no CUDA GPU is visible" in by["crosstune", "fp32"]["error"]
+    assert by["crosstune", "fp16"]["status"] == "failed"
+    ort_fp32 = by["onnxruntime", "fp32"]
+    assert ort_fp32["status"] == "ok" and "(CPUExecutionProvider)" in ort_fp32["version"]
+    reasons = {("onnxruntime", "fp16"): "no fp16 path", ("openvino", "fp32"): "no plugin for this cuda target",
+               ("torch-compile-ro", "fp16"): "not a crosstune zoo export",
+               ("tensorrt", "fp32"): "tensorrt is not importable"}
+    for key, reason in reasons.items():
+        assert by[key]["status"] == "unavailable" and reason in by[key]["error"], by[key]
+    assert doc["agreement_pairs"] == []  # one engine ran: nothing to pair
+    assert re.search(r"^openvino\s+fp16\s+UNAVAILABLE\s+openvino runs on CPUs", proc.stdout, re.M)
 
 
 def test_bench_bad_options(model_dir):
@@ -50,7 +118,7 @@ def test_torch_engine_runs_the_zoo_definition(tmp_path):
     """A zoo export records which torch model and seed it is; the torch engine rebuilds that module,
     and its outputs match ONNX Runtime's on the exported file."""
     from crosstune import zoo
-    from crosstune.compare.peers import TorchEngine
+    from crosstune.compare.torch_engines import TorchEngine
 
     path = zoo.export("mobilenetv2", tmp_path / "m.onnx", seed=3)
     assert zoo.zoo_origin(onnx.load(str(path))) == ("mobilenetv2", 3)
@@ -58,12 +126,13 @@ def test_torch_engine_runs_the_zoo_definition(tmp_path):
     eng = TorchEngine("mobilenetv2", 3, ["input"], threads=2)
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     np.testing.assert_allclose(eng.run({"input": x})["logits"], ref, rtol=1e-3, atol=1e-4)
-    assert eng.version().endswith("eager")
+    assert eng.version().endswith("eager on cpu")
 
 
-@pytest.mark.parametrize("name", ["torch", "torch-compile"])
-def test_torch_engine_needs_a_zoo_model(name):
-    from crosstune.compare.peers import TorchEngine, Unavailable
+@pytest.mark.parametrize("mode", ["eager", "default"])
+def test_torch_engine_needs_a_zoo_model(mode):
+    from crosstune.compare.peers import Unavailable
+    from crosstune.compare.torch_engines import TorchEngine
 
     with pytest.raises(Unavailable, match="not a crosstune zoo export"):
-        TorchEngine(None, 0, ["x"], threads=1, compiled=name == "torch-compile")
+        TorchEngine(None, 0, ["x"], threads=1, mode=mode)

@@ -336,5 +336,23 @@ def agreement_text(row: Row) -> tuple[str, str]:
     if agreement.get("max_rel") is not None:
         parts.append(f"rel err {sci(agreement['max_rel'])}")
     parts.append(f"vs {agreement['reference']}")
-    parts += [f"{k} {agreement[k]:g}" for k in ("rtol", "atol") if agreement.get(k) is not None]
-    return ("PASS" if agreement["passed"] else "FAIL", " · ".join(parts))
+    tolerance = tolerance_text(agreement)
+    return ("PASS" if agreement["passed"] else "FAIL", " · ".join(parts + ([tolerance] if tolerance else [])))
+
+
+def tolerance_text(check: dict[str, Any]) -> str:
+    """`rtol 0.01 · atol 0.031 (0.01 of max |ref|)` from an agreement or an agreement pair."""
+    parts = [f"{k} {check[k]:.3g}" for k in ("rtol", "atol") if check.get(k) is not None]
+    text = " · ".join(parts)
+    if check.get("scale_atol"):
+        text += f" ({check['scale_atol']:g} of max |ref|)"
+    return text
+
+
+def pair_cells(pair: dict[str, Any]) -> list[str]:
+    """An `agreement_pairs` entry as table cells: a, b, verdict, max abs err, max rel err, tolerance."""
+    def err(key):
+        return "—" if pair.get(key) is None else sci(pair[key])
+
+    return [f"{pair['a']} {pair['a_precision']}", f"{pair['b']} {pair['b_precision']}",
+            "PASS" if pair["passed"] else "FAIL", err("max_abs"), err("max_rel"), tolerance_text(pair)]

@@ -166,6 +166,7 @@ def _section(s: an.Section, colors: dict[str, str]) -> str:
         out.append('<p class="notice">These timings were taken on an <b>emulated</b> board: they are not '
                    "ranked and give no speed-ups.</p>")
     out.append(_results_table(s))
+    out.append(_pairs(doc.get("agreement_pairs") or []))
     bars = [Bar(r.name, r.precision, r.median, r.latency["p90"], colors[r.name], r.emulated, r.fastest) for r in s.timed]
     if bars:
         title = f"{s.model} on {s.column.label}: median latency per engine"
@@ -207,6 +208,21 @@ def _results_table(s: an.Section) -> str:
     if s.baseline is None and s.timed and not s.column.emulated:
         note = f'<p class="note">No real timing of {esc(s.baseline_name)} in this run: no speed-ups.</p>'
     return f'<table class="results"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>{note}'
+
+
+def _pairs(pairs: list[dict]) -> str:
+    if not pairs:
+        return ""
+    rows = []
+    for p in pairs:
+        a, b, verdict, abs_err, rel_err, tol = an.pair_cells(p)
+        css = "pass" if verdict == "PASS" else "fail"
+        rows.append(f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td><span class='{css}'>{verdict}</span></td>"
+                    f"<td class='num'>{esc(abs_err)}</td><td class='num'>{esc(rel_err)}</td><td>{esc(tol)}</td></tr>")
+    return ("<h3>Engines checked against each other</h3><p class='note'>Same seeded inputs; relative errors are "
+            "relative to b.</p><table class='pairs'><thead><tr><th>a</th><th>b</th><th>agreement</th>"
+            "<th class='num'>max abs err</th><th class='num'>max rel err</th><th>tolerance</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def _history(s: an.Section, colors: dict[str, str]) -> str:

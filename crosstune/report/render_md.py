@@ -125,6 +125,7 @@ def _section(s: an.Section) -> list[str]:
     out += _table(head, "llrrrrrrll", rows)
     if s.baseline is None and s.timed and not s.column.emulated:
         out += [f"No real timing of {md(s.baseline_name)} in this run: no speed-ups.", ""]
+    out += _pairs(run.doc.get("agreement_pairs") or [])
     if s.timed:
         out += ["```text", *_text_chart(s.timed), "```", ""]
     if s.not_timed:
@@ -134,6 +135,17 @@ def _section(s: an.Section) -> list[str]:
     if s.history:
         out += _history(s)
     return out
+
+
+def _pairs(pairs: list[dict]) -> list[str]:
+    if not pairs:
+        return []
+    rows = []
+    for p in pairs:
+        a, b, verdict, abs_err, rel_err, tol = an.pair_cells(p)
+        rows.append([md(a), md(b), f"**{verdict}**", abs_err, rel_err, md(tol)])
+    return (["Engines checked against each other, on the same inputs (relative errors relative to b):", ""]
+            + _table(["a", "b", "agreement", "max abs err", "max rel err", "tolerance"], "llcrrl", rows))
 
 
 def _text_chart(rows: list[an.Row]) -> list[str]:

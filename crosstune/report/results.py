@@ -146,9 +146,20 @@ def agreement_json(agreement: "Agreement") -> dict[str, Any]:
         vals = list(values)
         return max(vals) if vals and all(math.isfinite(v) for v in vals) else None
 
-    return {"reference": agreement.expected, "passed": agreement.passed, "rtol": agreement.rtol,
-            "atol": agreement.atol, "max_abs": worst(o.max_abs for o in agreement.outputs),
-            "max_rel": worst(o.max_rel for o in agreement.outputs)}
+    out = {"reference": agreement.expected, "passed": agreement.passed, "rtol": agreement.rtol,
+           "atol": agreement.applied_atol, "max_abs": worst(o.max_abs for o in agreement.outputs),
+           "max_rel": worst(o.max_rel for o in agreement.outputs)}
+    if agreement.scale_atol:
+        out["scale_atol"] = agreement.scale_atol
+    return out
+
+
+def pair_json(agreement: "Agreement", precision: str, a_precision: str, b_precision: str) -> dict[str, Any]:
+    """One entry of `agreement_pairs`: engine `agreement.actual` at `a_precision` against
+    `agreement.expected` at `b_precision`, with the tolerances of `precision`."""
+    d = agreement_json(agreement)
+    return {"precision": precision, "a": agreement.actual, "a_precision": a_precision, "b": agreement.expected,
+            "b_precision": b_precision, **{k: v for k, v in d.items() if k != "reference"}}
 
 
 def engine_entry(
@@ -200,11 +211,13 @@ def new_document(
     reference: str | None = None,
     engines: list[dict[str, Any]] | None = None,
     created: str | None = None,
+    agreement_pairs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A results document; append `engine_entry(...)` dicts to its "engines". `target` is a
     `target_info` dict; `machine` defaults to this machine; `board` is
-    {"key", "emulated", "tracker"} for runs on a board through RPC."""
-    return {
+    {"key", "emulated", "tracker"} for runs on a board through RPC; `agreement_pairs` are
+    `pair_json(...)` dicts (engines checked against each other, bench only)."""
+    doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": created or now(),
@@ -217,6 +230,9 @@ def new_document(
         "reference": reference,
         "engines": list(engines or []),
     }
+    if agreement_pairs is not None:
+        doc["agreement_pairs"] = list(agreement_pairs)
+    return doc
 
 
 def run_document(info: "PackageInfo", stats: "LatencyStats", *, inputs: dict[str, Any],
@@ -392,6 +408,11 @@ def _check_document(doc: dict) -> None:
         if not isinstance(engine, dict):
             raise _Invalid(f"engines[{i}]: expected an object, got {_show(engine)}")
         _check_engine(engine, f"engines[{i}].")
+    if doc.get("agreement_pairs") is not None:  # optional; left out of documents that have none
+        for i, pair in enumerate(_get(doc, "agreement_pairs", "", "list")):
+            if not isinstance(pair, dict):
+                raise _Invalid(f"agreement_pairs[{i}]: expected an object, got {_show(pair)}")
+            _check_pair(pair, f"agreement_pairs[{i}].")
 
 
 def _check_engine(e: dict, w: str) -> None:
@@ -429,11 +450,27 @@ def _check_engine(e: dict, w: str) -> None:
         _get(agreement, "passed", aw, "bool")
         for key in ("rtol", "atol", "max_abs", "max_rel"):
             _get(agreement, key, aw, "number", required=False)
+        if "scale_atol" in agreement:
+            _get(agreement, "scale_atol", aw, "number", required=False)
     tuning = _get(e, "tuning", w, "dict", required=False)
     if tuning is not None:
         for key in ("tasks", "covered", "trials", "records"):
             _get(tuning, key, f"{w}tuning.", "int", required=False)
         _get(tuning, "logs", f"{w}tuning.", "str", required=False)
+
+
+def _check_pair(p: dict, w: str) -> None:
+    for key in ("a", "b"):
+        if not _get(p, key, w, "str").strip():
+            raise _Invalid(f"{w}{key}: empty")
+    _get(p, "precision", w, "str")
+    for key in ("a_precision", "b_precision"):
+        _get(p, key, w, "str", required=False, default=p["precision"])
+    _get(p, "passed", w, "bool")
+    for key in ("rtol", "atol", "max_abs", "max_rel"):
+        _get(p, key, w, "number", required=False)
+    if "scale_atol" in p:
+        _get(p, "scale_atol", w, "number", required=False)
 
 
 def emulated(doc: dict[str, Any], engine: dict[str, Any]) -> bool:

@@ -259,7 +259,12 @@ def _target_json(target) -> dict:
 
 
 def _jsonable(obj):
-    """TVM containers and scalars in JSON-able form (Array -> list, IntImm -> int, String -> str)."""
+    """TVM containers and scalars in JSON-able form (Array -> list, IntImm -> int, String -> str,
+    a nested Target such as a GPU target's host -> its dict)."""
+    if hasattr(obj, "export") and hasattr(obj, "kind"):
+        obj = obj.export()
+    if hasattr(obj, "items") and hasattr(obj, "keys"):  # a Map (the host of a GPU target)
+        return {str(k): json.loads(json.dumps(v, default=_jsonable)) for k, v in obj.items()}
     try:
         return [_jsonable(x) if not isinstance(x, (int, float, str)) else x for x in obj]
     except TypeError:

@@ -13,8 +13,9 @@ evolutionary search and the XGBoost cost model. crosstune drives them itself ins
 - never spend a round on an exhausted task (stock's scheduler kept picking them);
 - obey a time budget and a global trial budget, and report progress (tasks done, trials, best
   latency, ETA) after every round.
-Scheduling: one round for every task first (each kernel gets a tuned schedule early), then rounds go
-to the task whose estimated share of the model's latency (weight x best time) is largest.
+Scheduling: one round for every task first, largest (uses x FLOPs) first, so each kernel gets a tuned
+schedule early, then rounds go to the task whose estimated share of the model's latency (weight x best
+time) is largest.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class TuneOptions:
     key: str | None = None
     board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
-    precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets)
+    precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
 
 
 @dataclass
@@ -120,7 +121,9 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     stage = stage or (lambda s: None)
     target = targets.get(options.target)
     target.check_compiler()
-    pipeline.check_precision(target, options.precision)
+    precisions = [p.strip() for p in options.precision.split(",") if p.strip()]
+    for precision in precisions:
+        pipeline.check_precision(target, precision)
     _check_measurable(target, options)
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     tasks, names = [], []
@@ -129,8 +132,9 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         src = onnx_model.with_shapes(onnx_model.load(m), options.input_shapes)
         relax_model = relax_import.to_relax(src)
         stage("extract")
-        prepared = pipeline.workloads(relax_model.mod, target, options.precision)
-        tasks += pipeline.extract_tasks(prepared, target)
+        for precision in precisions:
+            prepared = pipeline.workloads(relax_model.mod, target, precision)
+            tasks += pipeline.extract_tasks(prepared, target)
         names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
@@ -226,7 +230,9 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
     deadline = started + options.time_budget_s if options.time_budget_s else None
     writer = store.writer(label=f"tune-{model_label or 'model'}")
-    first_pass = [s for s in states if s.status == "pending"]
+    # The first pass goes to the kernels with the most work first (uses x FLOPs), so a short budget
+    # tunes the convolutions and matrix products and leaves reshapes and norms to default schedules.
+    first_pass = sorted((s for s in states if s.status == "pending"), key=lambda s: -s.weight * s.flop)
     try:
         with writer:
             while True:
