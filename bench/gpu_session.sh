@@ -3,8 +3,9 @@
 # apache-tvm gets there: three transfers, then .gpu/c/install.sh). Results land in $OUT.
 #   bash bench/gpu_session.sh smoke            artifacts compiled on the CPU machine (.gpu/art) run here;
 #                                              compile + verify fp32/fp16 here; the one-line errors
-#   bash bench/gpu_session.sh tune MIN PREC    tune the zoo (ResNet-50 b1 and b16, MobileNetV2, encoder)
-#                                              as one job for MIN minutes at PREC (fp32|fp16), resuming
+#   bash bench/gpu_session.sh tune MIN PREC    tune the zoo (ResNet-50 b1 and b16, MobileNetV2, encoder;
+#                                              MODELS="resnet50 resnet50:16" picks) as one job for MIN
+#                                              minutes at PREC (fp32|fp16|fp32,fp16), resuming
 #                                              from logs/h200/; new record shards -> $OUT/shards-PREC.tgz
 #   bash bench/gpu_session.sh bench MODEL...   crosstune bench against torch, torch.compile, ORT, TensorRT
 #   bash bench/gpu_session.sh tests            pytest -m gpu
@@ -42,10 +43,11 @@ PY
   ;;
 tune)
   minutes=${1:-8}; prec=${2:-fp32,fp16}
-  models="$(zoo resnet50) $(zoo resnet50 16) $(zoo mobilenetv2) $(zoo encoder)"
+  models=""; for spec in ${MODELS:-resnet50 resnet50:16 mobilenetv2 encoder}; do
+    name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=; models="$models $(zoo $name $batch)"; done
   before=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
   ct tune $models --target cuda --precision "$prec" --time-budget "${minutes}m" \
-     --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 --trials-per-round 32 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
+     --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 --trials-per-round 32 --population ${POPULATION:-256} 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
   after=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
   [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" $new && ls -la "$OUT"

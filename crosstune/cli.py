@@ -295,6 +295,7 @@ def cmd_tune(args) -> int:
         builders=args.build_workers,
         measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
         precision=args.precision,
+        population=args.population,
     )
     from .tuning import logstore
 
@@ -322,6 +323,13 @@ def cmd_tune(args) -> int:
     say(f"  {result.trials} trials in {_fmt_s(result.seconds)} ({result.trials_per_minute:.1f} per minute); "
         f"{result.records_written} records written"
         + (f" to {result.shard}" if result.shard else ""))
+    phases = ", ".join(f"{k.replace('_', ' ')} {_fmt_s(v)}" for k, v in result.phase_s.items() if v >= 0.5)
+    if phases:
+        say(f"  time went to: {phases}")
+    if result.errors:
+        say(f"  {sum(result.errors.values())} candidates failed (each record keeps its error); most often:")
+        for line, n in sorted(result.errors.items(), key=lambda kv: -kv[1])[:3]:
+            say(f"    {n} x {line}")
     rows = []
     for t in sorted(result.tasks, key=lambda t: -(t.weight * (t.best_s or 0))):
         rows.append([t.name[:48], str(t.weight), str(t.stored + t.trials), str(t.trials), str(t.errors),
@@ -641,6 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
+    s.add_argument("--population", type=int, default=256,
+                   help="evolutionary search population per round (default 256; smaller: faster rounds, coarser search)")
     s.add_argument("--precision", default="fp32", metavar="fp32|fp16|fp32,fp16",
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.set_defaults(func=cmd_tune)

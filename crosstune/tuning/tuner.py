@@ -104,6 +104,7 @@ class TuneResult:
     message: str = ""  # why it stopped, when that needs saying
     runner_restarts: int = 0
     phase_s: dict = field(default_factory=lambda: {"search": 0.0, "build": 0.0, "measure": 0.0, "cost_model": 0.0})
+    errors: dict = field(default_factory=dict)  # first line of a failed candidate's error -> count
 
     @property
     def trials_per_minute(self) -> float:
@@ -381,6 +382,10 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
         rec = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
         database.commit_tuning_record(rec)
         line = logstore.record_line(rec, secs, task.name, model_label)
+        if not ok:  # why it failed, kept in the shard and counted for the summary
+            line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
+            first = line["error"].split("\n", 1)[0][:160]
+            result.errors[first] = result.errors.get(first, 0) + 1
         if board is not None:
             line["board"] = board
         writer.add(task.hash, task.mod_json, line)
@@ -412,3 +417,9 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
     if keep:
         cost_model.update(task.ctx, [c for c, _ in keep], [r for _, r in keep])
     result.phase_s["cost_model"] += time.perf_counter() - t2
+
+
+def _first_lines(text: str, n: int) -> str:
+    """The first `n` non-empty lines of an error message, each cut to 300 characters."""
+    lines = [l.strip()[:300] for l in str(text).splitlines() if l.strip()]
+    return "\n".join(lines[:n])

@@ -1,0 +1,179 @@
+"""CUDA targets: presets, compilation down to the artifact on this GPU-less machine (nvcc), the
+one-line errors of a CUDA package where it cannot run, and (marked `gpu`, run with `pytest -m gpu` on
+the GPU machine) running, verifying and tuning on a real GPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import assert_user_error, run_cli
+
+from crosstune import targets
+from crosstune.targets import cuda
+
+HAS_GPU = bool(cuda.local_gpus())
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None and not HAS_GPU,
+                                reason="no nvcc: CUDA kernels cannot be compiled on this machine")
+
+
+def test_cuda_presets_carry_what_metaschedule_needs():
+    for name, arch in (("h100", "sm_90"), ("h200", "sm_90"), ("a100", "sm_80"), ("jetson-orin", "sm_87")):
+        t = targets.get(name)
+        assert t.device == "cuda" and t.gpu_arch == arch
+        for key in ("max_threads_per_block", "max_shared_memory_per_block", "thread_warp_size", "registers_per_block"):
+            assert int(t.tvm[key]) > 0, (name, key)
+        tvm_target = t.tvm_target()  # TVM accepts it, with its host
+        assert str(tvm_target.kind.name) == "cuda" and tvm_target.host is not None
+    # H100 and H200 are one architecture: one record folder, identical TVM targets, so records match
+    assert targets.get("h100").logs == targets.get("h200").logs == "h200"
+    assert targets.get("h100").tvm == targets.get("h200").tvm
+    orin = targets.get("jetson-orin")
+    assert orin.arch == "aarch64" and orin.cross and orin.cc == "aarch64-linux-gnu-g++"
+    assert targets.get("h100").arch == "x86_64" and not targets.get("h100").cross
+
+
+def test_arch_capability():
+    assert cuda.arch_capability("sm_90") == (9, 0) and cuda.arch_capability("sm_87") == (8, 7)
+    assert cuda.arch_capability("sm_100") == (10, 0) and cuda.arch_capability("sm_90a") == (9, 0)
+    with pytest.raises(ValueError):
+        cuda.arch_capability("compute")
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the message of a machine without an NVIDIA GPU")
+def test_cuda_target_without_a_gpu_is_one_line():
+    assert_user_error(run_cli("compile", "x.onnx", "--target", "cuda"), "no NVIDIA GPU here", "name a GPU preset")
+    proc = run_cli("targets", check=0)
+    assert "cuda" in proc.stdout and "not here: no NVIDIA GPU" in proc.stdout
+    assert "h100" in proc.stdout and "cuda/x86_64" in proc.stdout
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the messages of a machine without an NVIDIA GPU")
+def test_tune_for_a_gpu_needs_one(model_dir):
+    assert_user_error(run_cli("tune", model_dir / "conv.onnx", "--target", "h100", "--trials", "2"),
+                      "no NVIDIA GPU here", "sm_90")
+
+
+def test_fp16_is_for_gpu_targets(model_dir, tmp_path):
+    assert_user_error(run_cli("compile", model_dir / "conv.onnx", "--target", "x86-64", "--precision", "fp16",
+                              "-o", tmp_path / "x.ctm"), "fp16 is built for GPU targets")
+
+
+@pytest.fixture(scope="module")
+def cuda_packages(model_dir, tmp_path_factory):
+    """conv.onnx compiled for h100 (fp32 and fp16) and for jetson-orin, through the CLI."""
+    d = tmp_path_factory.mktemp("cuda")
+    out = {}
+    for name, args in (("h100", ["--target", "h100"]), ("h100-fp16", ["--target", "h100", "--precision", "fp16"]),
+                       ("orin", ["--target", "jetson-orin"])):
+        out[name] = d / f"conv.{name}.ctm"
+        run_cli("compile", model_dir / "conv.onnx", *args, "-o", out[name], "--no-logs", check=0)
+    return out
+
+
+def _meta_and_lib(path, tmp_path):
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read("metadata.json"))
+        lib = tmp_path / f"{path.stem}.so"
+        lib.write_bytes(z.read("lib.so"))
+    return meta, lib
+
+
+@needs_nvcc
+def test_compile_for_cuda_without_a_gpu(cuda_packages, tmp_path):
+    """The artifact holds GPU code for the preset's architecture (sm_90) beside the host's x86 code,
+    launched through CUDA graphs, and fp16 packages ship fp16 weights."""
+    meta, lib = _meta_and_lib(cuda_packages["h100"], tmp_path)
+    assert meta["target"]["device"] == "cuda" and meta["target"]["gpu_arch"] == "sm_90"
+    assert meta["build"]["precision"] == "fp32"
+    elf = subprocess.run(["readelf", "-h", lib], capture_output=True, text=True, check=True).stdout
+    assert "X86-64" in elf
+    assert b"vm.builtin.cuda_graph.run_or_capture" in lib.read_bytes()  # launches replayed as CUDA graphs
+    meta16, _ = _meta_and_lib(cuda_packages["h100-fp16"], tmp_path)
+    assert meta16["build"]["precision"] == "fp16"
+    assert meta16["weights"]["bytes"] < 0.6 * meta["weights"]["bytes"]  # fp16 weights: half the bytes
+
+
+@needs_nvcc
+def test_compile_for_jetson_cross_links_the_host_code(cuda_packages, tmp_path):
+    meta, lib = _meta_and_lib(cuda_packages["orin"], tmp_path)
+    assert meta["target"]["arch"] == "aarch64" and meta["target"]["gpu_arch"] == "sm_87"
+    elf = subprocess.run(["readelf", "-h", lib], capture_output=True, text=True, check=True).stdout
+    assert "AArch64" in elf
+
+
+@needs_nvcc
+def test_cuda_build_holds_gpu_kernels_for_the_preset(model_dir):
+    """In process: the executable's module tree is VM -> host code -> a CUDA module whose kernels were
+    generated for the preset (CUDA C with __global__ kernels, compiled for its architecture)."""
+    import onnx
+
+    from crosstune.compile import onnx_model, pipeline, relax_import
+
+    t = targets.get("h100")
+    t.check_compiler()
+    rm = relax_import.to_relax(onnx_model.load(onnx.load(str(model_dir / "conv.onnx"))))
+    built = pipeline.build(rm.mod, rm.weights, t)
+    host = built.executable.mod.imports[0]
+    assert host.kind == "llvm"
+    (gpu,) = host.imports
+    assert gpu.kind == "cuda"
+    src = gpu.inspect_source("")
+    assert src.count("__global__") >= 3  # conv, pooling, dense kernels at least
+
+
+@needs_nvcc
+@pytest.mark.skipif(HAS_GPU, reason="checks the message of a machine without an NVIDIA GPU")
+def test_cuda_package_on_a_machine_without_a_gpu(cuda_packages):
+    assert_user_error(run_cli("run", cuda_packages["h100"]), "built for an NVIDIA GPU", "sm_90", "no CUDA GPU")
+    assert_user_error(run_cli("run", cuda_packages["orin"]), "built for aarch64", "--rpc")
+
+
+# ------------------------------------------------------------------------------ on the GPU machine
+@pytest.mark.gpu
+def test_gpu_run_matches_onnxruntime(cuda_packages, model_dir):
+    import crosstune
+
+    ref = ort.InferenceSession(str(model_dir / "conv.onnx"), providers=["CPUExecutionProvider"])
+    for name, (rtol, atol) in (("h100", (1e-3, 1e-4)), ("h100-fp16", (2e-2, 2e-2))):
+        m = crosstune.load(cuda_packages[name])
+        x = m.example_inputs(1)
+        got = m.run(x)
+        want = ref.run(None, x)
+        for (k, v), w in zip(got.items(), want):
+            np.testing.assert_allclose(v, w, rtol=rtol, atol=atol * max(1.0, float(np.abs(w).max())), err_msg=name)
+        stats = m.benchmark(x, warmup=3, repeat=20)
+        assert stats.count == 20 and 0 < stats.min_ms <= stats.median_ms <= stats.max_ms
+
+
+@pytest.mark.gpu
+def test_gpu_package_for_a_newer_architecture_is_refused(model_dir, tmp_path):
+    gpu = cuda.require_gpu("this test")
+    newer = f"sm_{gpu.capability[0] + 1}0"
+    spec = (targets.PRESET_DIR / "h200.toml").read_text().replace('arch = "sm_90"', f'arch = "{newer}"')
+    toml = tmp_path / "newer.toml"
+    toml.write_text(spec)
+    pkg = tmp_path / "newer.ctm"
+    run_cli("compile", model_dir / "conv.onnx", "--target", toml, "-o", pkg, "--no-logs", check=0)
+    assert_user_error(run_cli("run", pkg), f"built for {newer}", "older architecture")
+
+
+@pytest.mark.gpu
+def test_gpu_tuning_measures_and_compile_uses_the_records(model_dir, tmp_path):
+    db = tmp_path / "db"
+    proc = run_cli("tune", model_dir / "conv.onnx", "--target", "cuda", "--trials", "16", "--trials-per-round", "8",
+                   "--db", db, "--min-repeat-ms", "10", check=0)
+    assert "16 trials" in proc.stdout
+    lines = [json.loads(l) for f in db.glob("*.jsonl") for l in f.read_text().splitlines()]
+    measured = [l for l in lines if l.get("run_secs") and "error" not in l]
+    assert len(measured) >= 8, proc.stdout  # most candidates build and run on the GPU
+    pkg = tmp_path / "tuned.ctm"
+    out = run_cli("compile", model_dir / "conv.onnx", "--target", "cuda", "--db", db, "--verify", "-o", pkg, check=0)
+    assert "PASSED" in out.stdout
+    meta, _ = _meta_and_lib(pkg, tmp_path)
+    assert meta["build"]["tuning"]["covered"] >= 1
