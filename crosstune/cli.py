@@ -465,8 +465,14 @@ def cmd_bench(args) -> int:
     from .compare.bench import BenchOptions, bench
     from .textfmt import ms, table
 
+    against = args.against
+    if against is None:
+        from . import targets
+
+        gpu = targets.get(args.target).device == "cuda"
+        against = "torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt" if gpu else "onnxruntime,openvino,torch"
     opts = BenchOptions(
-        target=args.target, against=tuple(a for a in args.against.split(",") if a),
+        target=args.target, against=tuple(a for a in against.split(",") if a),
         precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
         max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
         use_logs=not args.no_logs, db=args.db,
@@ -700,11 +706,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="crosstune against other engines on one model: latency and agreement")
     s.add_argument("model")
     s.add_argument("--target", "-t", default="host", help="target preset (default host)")
-    s.add_argument("--against", default="onnxruntime,openvino,torch",
+    s.add_argument("--against", default=None,
                    help="comma-separated peers: onnxruntime (the reference; CUDA provider on GPU targets when "
                         "present), openvino (CPU), torch, torch-compile, torch-compile-ro (reduce-overhead, "
                         "CUDA graphs; GPU), tensorrt (GPU); torch engines need a `crosstune zoo export` model; "
-                        "engines that cannot run here are listed with the reason (default onnxruntime,openvino,torch)")
+                        "engines that cannot run here are listed with the reason (default: onnxruntime,openvino,torch on CPU "
+                        "targets; torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt on GPU targets)")
     s.add_argument("--precision", default="fp32",
                    help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")

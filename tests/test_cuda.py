@@ -71,6 +71,8 @@ def cuda_packages(model_dir, tmp_path_factory):
     out = {}
     for name, args in (("h100", ["--target", "h100"]), ("h100-fp16", ["--target", "h100", "--precision", "fp16"]),
                        ("orin", ["--target", "jetson-orin"])):
+        if name == "orin" and shutil.which("aarch64-linux-gnu-g++") is None:
+            continue  # the GPU machine has no cross compiler; `make test` installs it here
         out[name] = d / f"conv.{name}.ctm"
         run_cli("compile", model_dir / "conv.onnx", *args, "-o", out[name], "--no-logs", check=0)
     return out

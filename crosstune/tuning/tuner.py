@@ -69,6 +69,7 @@ class TaskState:
     best_s: float | None = None  # best of stored and new
     ctx: object = None
     status: str = "pending"  # pending | tuning | done | covered | exhausted
+    models: set = field(default_factory=set)  # the models of this job whose kernel it is
 
     @property
     def remaining(self) -> int:
@@ -127,7 +128,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         pipeline.check_precision(target, precision)
     _check_measurable(target, options)
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    tasks, names = [], []
+    tasks, names, origins = [], [], []
     for m in models:
         stage("import")
         src = onnx_model.with_shapes(onnx_model.load(m), options.input_shapes)
@@ -135,16 +136,19 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         stage("extract")
         for precision in precisions:
             prepared = pipeline.workloads(relax_model.mod, target, precision)
-            tasks += pipeline.extract_tasks(prepared, target)
+            found = pipeline.extract_tasks(prepared, target)
+            tasks += found
+            origins += [src.name] * len(found)
         names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
     return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or "+".join(names),
-                      should_stop=should_stop)
+                      should_stop=should_stop, origins=None if options.model_label else origins)
 
 
 def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, stage=None,
-               model_label: str = "", should_stop: Callable[[], bool] | None = None) -> TuneResult:
+               model_label: str = "", should_stop: Callable[[], bool] | None = None,
+               origins: list[str] | None = None) -> TuneResult:
     """`should_stop()` is polled between candidates: when it turns true the run stops there and
     returns normally (stopped="interrupted"); a KeyboardInterrupt raised in Python code does too."""
     import tvm
@@ -165,11 +169,13 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
     states: list[TaskState] = []
     by_hash: dict[str, TaskState] = {}
-    for task in extracted:
+    for n, task in enumerate(extracted):
         mod = _normalize_mod(task.dispatched[0])
         wl_hash, mod_json = ms.database.Workload(mod).as_json()
+        origin = origins[n] if origins else model_label
         if wl_hash in by_hash:  # the same kernel in another model of this job: one task, uses added up
             by_hash[wl_hash].weight += int(task.weight)
+            by_hash[wl_hash].models.add(origin)
             continue
         i = len(states)
         stored = index.trials(wl_hash)
@@ -182,6 +188,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
             budget=max(0, options.trials_per_task - stored),
         )
         st.best_s = st.stored_best_s
+        st.models.add(origin)
         if st.budget == 0:
             st.status = "covered"
         states.append(st)
@@ -381,7 +388,7 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
         secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
         rec = ms.database.TuningRecord(cand.sch.trace, workload, secs, tvm_target, cand.args_info)
         database.commit_tuning_record(rec)
-        line = logstore.record_line(rec, secs, task.name, model_label)
+        line = logstore.record_line(rec, secs, task.name, "+".join(sorted(task.models)) or model_label)
         if not ok:  # why it failed, kept in the shard and counted for the summary
             line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
             first = line["error"].split("\n", 1)[0][:160]
