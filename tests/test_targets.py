@@ -11,7 +11,7 @@ from conftest import assert_user_error, run_cli
 
 from crosstune import targets
 from crosstune.errors import UserError
-from crosstune.targets import host
+from crosstune.targets import cuda, host
 
 
 def test_targets_command_lists_every_preset():
@@ -40,11 +40,19 @@ def test_unknown_target_is_one_line_listing_known_names(model_dir):
 
 @pytest.mark.parametrize("name", targets.names())
 def test_every_preset_is_a_valid_tvm_target(name):
+    if name == "cuda" and not cuda.local_gpus():
+        with pytest.raises(UserError, match="no NVIDIA GPU here"):
+            targets.get(name)
+        return
     t = targets.get(name)
     tvm_target = t.tvm_target()
     assert tvm_target.kind.name == t.tvm["kind"]
-    assert str(tvm_target.attrs["mcpu"]) == t.tvm["mcpu"]
-    assert t.device == "cpu" and t.cc and t.logs
+    assert t.cc and t.logs
+    if t.device == "cuda":
+        assert str(tvm_target.attrs["arch"]) == t.tvm["arch"] and tvm_target.host is not None
+        assert str(tvm_target.host.attrs["mtriple"]) == t.host["mtriple"]
+    else:
+        assert t.device == "cpu" and str(tvm_target.attrs["mcpu"]) == t.tvm["mcpu"]
 
 
 def _cpuinfo(tmp_path, flags: str):

@@ -29,7 +29,8 @@ from crosstune.compile import package
 
 # Small, fast budgets: one round per task, timed repeats of 1 ms instead of 100 ms.
 PER_TASK = 2
-FAST = ("--target", "host", "--trials-per-round", "2", "--min-repeat-ms", "1")
+# a small search population: the default 256 spends most of a 2-core test run searching
+FAST = ("--target", "host", "--trials-per-round", "2", "--min-repeat-ms", "1", "--population", "64")
 
 ROUND_LINE = re.compile(r"^  \[\d+m\d+s\] tasks \d+/\d+  trials (\d+)/(\d+)")
 SUMMARY = re.compile(r"^  (\d+) trials in \S+ \([\d.]+ per minute\); (\d+) records written(?: to (\S+))?$", re.MULTILINE)
