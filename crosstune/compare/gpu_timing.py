@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..runtime.timing import LatencyStats
+from ..runtime.timing import LatencyStats, sampled
 
 
 def measure_cuda_events(
@@ -23,24 +23,14 @@ def measure_cuda_events(
     once that much time has gone into timed runs and at least `min_runs` samples exist."""
     import torch
 
-    if repeat < 1:
-        raise ValueError("repeat must be >= 1")
-    for _ in range(warmup):
-        run()
-    torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples: list[float] = []
-    spent = 0.0
-    truncated = False
-    for i in range(repeat):
+
+    def one() -> float:
         start.record()
         run()
         end.record()
         end.synchronize()
-        dt = float(start.elapsed_time(end))  # milliseconds
-        samples.append(dt)
-        spent += dt / 1e3
-        if max_seconds is not None and spent >= max_seconds and i + 1 >= min_runs and i + 1 < repeat:
-            truncated = True
-            break
-    return LatencyStats.from_samples(samples, warmup, truncated)
+        return float(start.elapsed_time(end))  # milliseconds
+
+    return sampled(run, torch.cuda.synchronize, one, warmup=warmup, repeat=repeat, max_seconds=max_seconds,
+                   min_runs=min_runs)

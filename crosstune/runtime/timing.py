@@ -51,9 +51,24 @@ def measure(
 ) -> LatencyStats:
     """Time `run` `repeat` times after `warmup` untimed runs. With `max_seconds`, stop early once
     that much time has gone into timed runs and at least `min_runs` samples exist."""
+    sync = sync or (lambda: None)
+
+    def one() -> float:
+        t0 = time.perf_counter_ns()
+        run()
+        sync()
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    return sampled(run, sync, one, warmup=warmup, repeat=repeat, max_seconds=max_seconds, min_runs=min_runs)
+
+
+def sampled(run: Callable[[], object], sync: Callable[[], object], one: Callable[[], float], *, warmup: int,
+            repeat: int, max_seconds: float | None, min_runs: int = 3) -> LatencyStats:
+    """The sampling loop every timer shares: `warmup` untimed runs, a `sync`, then `repeat` samples of
+    `one()` (one timed run, in ms); with `max_seconds`, stop once that much time has gone into timed
+    runs and at least `min_runs` samples exist."""
     if repeat < 1:
         raise ValueError("repeat must be >= 1")
-    sync = sync or (lambda: None)
     for _ in range(warmup):
         run()
     sync()
@@ -61,10 +76,7 @@ def measure(
     spent = 0.0
     truncated = False
     for i in range(repeat):
-        t0 = time.perf_counter_ns()
-        run()
-        sync()
-        dt = (time.perf_counter_ns() - t0) / 1e6
+        dt = one()
         samples.append(dt)
         spent += dt / 1e3
         if max_seconds is not None and spent >= max_seconds and i + 1 >= min_runs and i + 1 < repeat:
