@@ -97,11 +97,10 @@ def measure_device(vm, name: str, device, fn, *, warmup: int = 5, repeat: int = 
         fn()
     device.sync()
     per_call = (time.perf_counter() - t0) / max(1, warmup)
-    count, truncated = repeat, False
+    count = repeat
     if max_seconds is not None and per_call * repeat > max_seconds:
-        count, truncated = max(min_runs, int(max_seconds / max(per_call, 1e-9))), True
-        count = min(count, repeat)
-        truncated = count < repeat
+        count = min(repeat, max(min_runs, int(max_seconds / max(per_call, 1e-9))))
+    truncated = count < repeat
     evaluator = vm.time_evaluator(name, device, number=1, repeat=count, min_repeat_ms=0)
     result = evaluator()
     return LatencyStats.from_samples([float(r) * 1e3 for r in result.results], warmup, truncated)

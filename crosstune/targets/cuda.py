@@ -81,7 +81,7 @@ def compile_mode() -> str:
     mode = os.environ.get("TVM_CUDA_COMPILE_MODE")
     if mode:
         return mode.lower()
-    mode = "nvrtc" if importlib.util.find_spec("cuda") and _has_nvrtc_bindings() else "nvcc"
+    mode = "nvrtc" if _has_nvrtc_bindings() else "nvcc"
     os.environ["TVM_CUDA_COMPILE_MODE"] = mode  # read by TVM's compile callback, here and in workers
     return mode
 
