@@ -37,12 +37,10 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 
@@ -135,11 +133,13 @@ def read_case(case_dir: Path):
 
 # ------------------------------------------------------------------------------ one case (child)
 _stage = ["import"]  # the stage the child is in: which status an exception means
+_reporter = [sys.stdout]  # where protocol lines go: stdout with --one, the parent's pipe when forked
 
 
 def stage(name: str) -> None:
     _stage[0] = name
-    print(f"{MARK}stage {name}", flush=True)
+    _reporter[0].write(f"{MARK}stage {name}\n")
+    _reporter[0].flush()
 
 
 def run_onnxruntime(case_dir: Path, model, inputs: dict) -> list:
@@ -177,14 +177,21 @@ def run_crosstune(case_dir: Path, _model, inputs: dict) -> list:
     src = onnx_model.load(case_dir / "model.onnx")
     shapes = {s.name: inputs[s.name].shape for s in src.inputs if not s.static and isinstance(inputs.get(s.name), np.ndarray)}
     src = onnx_model.with_shapes(src, shapes)
-    relax_model = relax_import.to_relax(src)
+    try:
+        relax_model = relax_import.to_relax(src)
+        bound = {}
+    except relax_import.NeedsBinding as err:
+        # What a user does after that line: --bind the named inputs to their values.
+        bound = {n: inputs[n] for n in err.inputs}
+        _reporter[0].write(f"{MARK}bound {' '.join(bound)}\n")
+        relax_model = relax_import.to_relax(src, bindings=bound)
     stage("build")
     built = pipeline.build(relax_model.mod, relax_model.weights, targets.get(TARGET))
     stage("run")
-    given = {s.name: inputs[s.name] for s in src.inputs if s.name in inputs}
-    check_inputs(src.inputs, given)  # what the runtime's session checks
+    given = {s.name: inputs[s.name] for s in src.inputs if s.name in inputs and s.name not in bound}
+    check_inputs([s for s in src.inputs if s.name not in bound], given)  # what the runtime's session checks
     dev = tvm.cpu()
-    args = [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), dev) for s in src.inputs]
+    args = [tvm.runtime.tensor(np.asarray(given[s.name], order="C"), dev) for s in src.inputs if s.name not in bound]
     result = relax.VirtualMachine(built.executable, dev)["main"](*args, *built.weights)
     items = [result] if hasattr(result, "numpy") else list(result)
 
@@ -262,31 +269,120 @@ def one(engine: str, case_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------ the run (parent)
-def run_child(engine: str, case_dir: Path, timeout: float) -> dict:
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, __file__, "--one", engine, str(case_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+def warm_up(engines: list[str]) -> None:
+    """Import what the children need once, in the parent: a forked child starts with it loaded
+    (a fresh Python took 1.5-2 s of a 2.35 s crosstune case). Nothing here starts threads."""
+    if "crosstune" in engines:
+        from crosstune._torchblock import block_torch
+
+        block_torch()
+        import tvm  # noqa: F401
+        from tvm.relax.frontend.onnx import onnx_frontend  # noqa: F401
+
+        from crosstune import targets  # noqa: F401
+        from crosstune.compile import onnx_model, pipeline, relax_import  # noqa: F401
+    if "onnxruntime" in engines:
+        import onnxruntime  # noqa: F401
+    import onnx.reference  # noqa: F401
+
+
+class Child:
+    """One (engine, case) in a forked child of its own session; it reports on a pipe with the
+    protocol lines the `--one` mode prints, and its stderr goes to a file (the last line of a crash)."""
+
+    def __init__(self, engine: str, case_dir: Path, timeout: float, scratch: Path):
+        self.engine, self.case_dir, self.timeout = engine, case_dir, timeout
+        self.err_path = scratch / f"{os.getpid()}-{id(self)}.err"
+        read, write = os.pipe()
+        self.t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.close(read)
+                os.setsid()
+                fd = os.open(self.err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                null = os.open(os.devnull, os.O_WRONLY)
+                sys.stdout.flush()
+                os.dup2(null, 1)
+                os.dup2(fd, 2)
+                out = os.fdopen(write, "w", buffering=1)
+                _reporter[0] = out
+                out.write(MARK + "result " + json.dumps(one(engine, case_dir)) + "\n")
+                out.flush()
+            finally:
+                os._exit(0)
+        os.close(write)
+        self.pid, self.fd, self.buf = pid, read, b""
+        os.set_blocking(read, False)
+
+    def read(self) -> bool:
+        """Drain the pipe; True at its end."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                return True
+            self.buf += chunk
+
+    def finish(self, timed_out: bool) -> dict:
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+        _, status = os.waitpid(self.pid, 0)
+        self.read()
+        os.close(self.fd)
+        lines = [line[len(MARK):] for line in self.buf.decode(errors="replace").splitlines() if line.startswith(MARK)]
+        where = next((line.split(" ", 1)[1] for line in reversed(lines) if line.startswith("stage ")), "start-up")
+        result = next((json.loads(line[7:]) for line in lines if line.startswith("result ")), None)
+        bound = next((line.split(" ", 1)[1].split() for line in lines if line.startswith("bound ")), None)
+        err = self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+        self.err_path.unlink(missing_ok=True)
+        if timed_out:
+            result = {"status": "timeout", "error": f"no result after {self.timeout:g} s (in {where})"}
+        elif result is None and os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            result = {"status": "run_error", "error": f"crash: {name} (in {where})"}
+        elif result is None:
+            last = next((line for line in reversed(err.splitlines()) if line.strip()), "")
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+            result = {"status": "run_error", "error": f"child exited with code {code} (in {where}): {last[:200]}"}
+        return {**result, "seconds": round(time.monotonic() - self.t0, 2), **({"bound": bound} if bound else {})}
+
+
+def run_all(todo: list[tuple[str, str]], root: Path, jobs: int, timeout: float):
+    """Yield ((case, engine), result) as children finish, at most `jobs` at a time."""
+    import select
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="ct-conformance-"))
+    queue, running = list(todo), {}
     try:
-        out, err = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own process group
-        out, err = proc.communicate()
-        timed_out = True
-    seconds = round(time.monotonic() - t0, 2)
-    lines = [line[len(MARK):] for line in out.splitlines() if line.startswith(MARK)]
-    where = next((line.split(" ", 1)[1] for line in reversed(lines) if line.startswith("stage ")), "start-up")
-    result = next((json.loads(line[7:]) for line in lines if line.startswith("result ")), None)
-    if timed_out:
-        result = {"status": "timeout", "error": f"no result after {timeout:g} s (in {where})"}
-    elif result is None and proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        result = {"status": "run_error", "error": f"crash: {name} (in {where})"}
-    elif result is None:
-        last = next((line for line in reversed(err.splitlines()) if line.strip()), "")
-        result = {"status": "run_error", "error": f"child exited with code {proc.returncode} (in {where}): {last[:200]}"}
-    return {**result, "seconds": seconds}
+        while queue or running:
+            while queue and len(running) < max(1, jobs):
+                name, engine = queue.pop(0)
+                child = Child(engine, root / "node" / name, timeout, scratch)
+                running[child.fd] = (child, (name, engine))
+            now_ = time.monotonic()
+            wait = max(0.0, min(c.t0 + c.timeout for c, _ in running.values()) - now_)
+            ready, _, _ = select.select(list(running), [], [], min(wait, 1.0))
+            for fd in list(running):
+                child, key = running[fd]
+                ended = fd in ready and child.read()
+                over = time.monotonic() - child.t0 > child.timeout
+                if ended or over:
+                    del running[fd]
+                    yield key, child.finish(timed_out=over and not ended)
+    finally:
+        for child, _ in running.values():  # interrupted: no orphans
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            os.waitpid(child.pid, 0)
+        with contextlib.suppress(OSError):
+            for f in scratch.iterdir():
+                f.unlink()
+            scratch.rmdir()
 
 
 def versions() -> dict:
@@ -393,19 +489,16 @@ def main(argv: list[str] | None = None) -> int:
                        tolerance={"rtol": RTOL, "atol": ATOL})
     todo = [(n, e) for n in names for e in engines if args.rerun or e not in doc["cases"].get(n, {})]
     print(f"{len(names)} cases selected, {len(todo)} runs to do, {args.jobs} at a time", flush=True)
-    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
-    futures = {pool.submit(run_child, e, root / "node" / n, args.timeout): (n, e) for n, e in todo}
+    warm_up(engines)
     try:
-        for done, fut in enumerate(as_completed(futures), 1):
-            name, engine = futures[fut]
-            res = fut.result()
+        for done, ((name, engine), res) in enumerate(run_all(todo, root, args.jobs, args.timeout), 1):
             doc["cases"].setdefault(name, {"op": ops[name]})[engine] = res
             print(f"[{done}/{len(todo)}] {engine:11} {name}: {STATUSES[res['status']]} ({res['seconds']:.1f} s)"
                   + (f"  {res['error'][:120]}" if res["error"] else ""), flush=True)
-            save(out_json, doc)
-    except KeyboardInterrupt:  # children already running finish (or time out); queued ones are dropped
+            if done % 25 == 0 or done == len(todo):
+                save(out_json, doc)
+    except KeyboardInterrupt:  # the running children are killed; what finished is saved
         print("interrupted: the results so far are saved; run again to go on", file=sys.stderr)
-    pool.shutdown(wait=False, cancel_futures=True)
     doc["meta"]["updated"] = now()
     save(out_json, doc)
     from crosstune.report.results import write_text_atomic

@@ -97,7 +97,7 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
             arr = rng.integers(0, s.high or 2, size=s.shape).astype(dt)
         else:
             arr = rng.standard_normal(s.shape).astype(dt)
-        out[s.name] = np.ascontiguousarray(arr)
+        out[s.name] = np.asarray(arr, order="C")
     return out
 
 

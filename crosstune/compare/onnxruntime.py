@@ -60,7 +60,7 @@ class OnnxRuntimeEngine(Engine):
         binding = self.session.io_binding()
         where = "cuda" if self.on_gpu else "cpu"
         # The OrtValues (and the arrays a CPU OrtValue wraps) must outlive the timed runs.
-        values = {name: self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), where, 0)
+        values = {name: self._ort.OrtValue.ortvalue_from_numpy(np.asarray(arr, order="C"), where, 0)
                   for name, arr in inputs.items()}
         for name, value in values.items():
             binding.bind_ortvalue_input(name, value)

@@ -44,5 +44,5 @@ class OpenVinoEngine(Engine):
 
     def benchmark(self, inputs, *, warmup, repeat, max_seconds):
         for k, v in inputs.items():
-            self.request.set_tensor(k, self.ov.Tensor(np.ascontiguousarray(v)))
+            self.request.set_tensor(k, self.ov.Tensor(np.asarray(v, order="C")))
         return measure(self.request.infer, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)

@@ -216,7 +216,7 @@ class TensorRTEngine(Engine):
     def run(self, inputs):
         import numpy as np
 
-        self._place({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        self._place({k: np.asarray(v, order="C") for k, v in inputs.items()})
         with self.torch.cuda.stream(self.stream):
             self._enqueue()
         self.stream.synchronize()
@@ -225,6 +225,6 @@ class TensorRTEngine(Engine):
     def benchmark(self, inputs, *, warmup, repeat, max_seconds):
         import numpy as np
 
-        self._place({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        self._place({k: np.asarray(v, order="C") for k, v in inputs.items()})
         with self.torch.cuda.stream(self.stream):  # events are recorded on the engine's stream
             return measure_cuda_events(self._enqueue, warmup=warmup, repeat=repeat, max_seconds=max_seconds)

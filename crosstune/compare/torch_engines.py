@@ -71,7 +71,7 @@ class TorchEngine(Engine):
         return f"torch {self.torch.__version__} {what} on {self.device}{extra}"
 
     def _args(self, inputs):
-        return [self.torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.input_names]
+        return [self.torch.from_numpy(np.asarray(inputs[n], order="C")).to(self.device) for n in self.input_names]
 
     def _context(self):
         """inference mode, and autocast for fp16."""

@@ -1,8 +1,9 @@
-"""ONNX -> Relax through TVM's Relax ONNX frontend, with crosstune's checks around it.
+"""ONNX -> Relax: TVM's Relax ONNX frontend with crosstune's converter layer in front of it.
 
-crosstune does not copy TVM's frontend: it subclasses its graph importer to know which node a
-converter failed on, and asks its converter table which operators it covers. Fixes and new
-operators will be registered here, on top of that table, so upstream fixes stay easy to take.
+`to_relax` binds the inputs the user gave values for (`--bind`), checks that every operator is
+covered (by crosstune's table in `crosstune.frontend`, or TVM's), folds constant subgraphs, and
+imports with `frontend.importer`; a failure is one line naming the node, or the model input that
+has to be bound. `coverage_table` is what `inspect` shows.
 """
 
 from __future__ import annotations
@@ -18,31 +19,37 @@ from dataclasses import dataclass
 
 from .._native import native_stderr_captured
 from ..errors import UserError
+from ..frontend import registry
+from ..frontend.registry import STANDARD_DOMAINS
 from .onnx_model import OnnxModel, op_histogram
-
-STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 def frontend_ops() -> frozenset[str]:
-    """Operator types TVM's Relax ONNX frontend converts (its converter table plus the ops its
-    importer handles itself)."""
-    from tvm.relax.frontend.onnx import onnx_frontend
+    """Operator types TVM's Relax ONNX frontend converts (kept for callers; see registry.coverage)."""
+    return registry.tvm_ops()
 
-    return frozenset(onnx_frontend._get_convert_map()) | {"If", "Constant"}
+
+def model_opsets(proto) -> dict[str, int]:
+    """Domain ("" for ONNX's own) -> the model's opset for it."""
+    return {("" if o.domain in STANDARD_DOMAINS else o.domain): o.version for o in proto.opset_import}
+
+
+def coverage_table(proto) -> list[tuple[str, int, int, str]]:
+    """(op, opset, node count, who converts it: "tvm" / "crosstune" / "none"), op names outside
+    the standard domain written "domain.Op"."""
+    opsets = model_opsets(proto)
+    rows = []
+    for (domain, op), n in sorted(op_histogram(proto).items()):
+        d = "" if domain in STANDARD_DOMAINS else domain
+        opset = opsets.get(d, 1)
+        rows.append((op if d == "" else f"{d}.{op}", opset, n, registry.coverage(op, opset, d)))
+    return rows
 
 
 def unsupported_ops(model: OnnxModel) -> dict[str, int]:
-    """'Op' (or 'domain.Op' outside the standard domain) -> node count, for ops TVM cannot convert.
-    Ops of other domains (com.microsoft, ai.onnx.ml) count as unsupported: TVM's table ignores the
-    domain and would convert a same-named standard op with other semantics."""
-    known = frontend_ops()
-    out: dict[str, int] = {}
-    for (domain, op), n in sorted(op_histogram(model.proto).items()):
-        if domain not in STANDARD_DOMAINS:
-            out[f"{domain}.{op}"] = n
-        elif op not in known:
-            out[op] = n
-    return out
+    """'Op' (or 'domain.Op' outside the standard domain) -> node count, for ops that neither TVM's
+    frontend nor crosstune's layer converts at the model's opset."""
+    return {op: n for op, _, n, who in coverage_table(model.proto) if who == "none"}
 
 
 @dataclass
@@ -52,32 +59,33 @@ class RelaxModel:
     weight_names: list[str]
 
 
-def to_relax(model: OnnxModel) -> RelaxModel:
-    """Import a checked, shape-pinned model. Raises UserError naming the operator that fails."""
-    missing = unsupported_ops(model)
-    if missing:
-        listed = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in missing.items())
-        raise UserError(f"TVM's Relax ONNX frontend cannot convert: {listed}")
-    for s in model.inputs:
-        if not s.static:
-            raise UserError(f"input '{s.name}' has dynamic shape; give it with --input-shape")
-
-    from tvm import relax
-    from tvm.relax.frontend.onnx import onnx_frontend
-
-    class Importer(onnx_frontend.ONNXGraphImporter):
-        def _convert_operator(self, op_name, inputs, attrs, opset):
-            try:
-                return super()._convert_operator(op_name, inputs, attrs, opset)
-            except Exception as err:
-                node = attrs.get("tvm_custom", {}).get("name") or "(unnamed)"
-                raise _ConversionFailed(op_name, node, err) from err
+def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
+    """Import a checked, shape-pinned model. `bindings` (input name -> numpy value) become constants
+    (`--bind`). Raises UserError naming the operator that fails, or the input to bind."""
+    from ..frontend import constants
+    from ..frontend.importer import make_importer
 
     proto = _without_initializer_inputs(model.proto)
-    shape_dict = {s.name: list(s.shape) for s in model.inputs}
-    dtype_dict = {s.name: s.dtype for s in model.inputs}
+    proto = constants.bind_inputs(proto, dict(bindings or {}))
+    missing = {op: n for op, opset, n, who in coverage_table(proto) if who == "none"}
+    if missing:
+        opsets = model_opsets(proto)
+        listed = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''}, opset {opsets.get(op.rpartition('.')[0], opsets.get('', 1))})"
+                           for op, n in missing.items())
+        raise UserError(f"no converter for: {listed}: neither TVM's Relax ONNX frontend nor crosstune's layer covers it")
+    bound = set(bindings or ())
+    for s in model.inputs:
+        if not s.static and s.name not in bound:
+            raise UserError(f"input '{s.name}' has dynamic shape; give it with --input-shape")
+    proto = constants.fold_constants(proto)
+
+    from tvm import relax
+
+    shape_dict = {s.name: list(s.shape) for s in model.inputs if s.name not in bound}
+    dtype_dict = {s.name: s.dtype for s in model.inputs if s.name not in bound}
     failure = None
     native_log: list[str] = []
+    importer = make_importer(shape_dict, dtype_dict, model_opsets(proto))
     # The frontend prints a dump of the failing node's inputs, warns about renamed inputs, and a
     # failed import leaves a BlockBuilder whose C++ destructor complains: keep all of it off the
     # user's terminal (CROSSTUNE_DEBUG shows it); the error below says what matters.
@@ -85,16 +93,16 @@ def to_relax(model: OnnxModel) -> RelaxModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                importer = Importer(shape_dict, dtype_dict, keep_params_in_input=True, sanitize=True)
-                mod = importer.from_onnx(proto.graph, model.opset)
-            except _ConversionFailed as err:
-                failure = str(err)
+                mod = importer.from_onnx(proto.graph, model_opsets(proto).get("", model.opset))
+            except Exception as err:  # noqa: BLE001 - named below
+                node = importer._node
+                failure = _failure_line(proto.graph, node, err)
                 if os.environ.get("CROSSTUNE_DEBUG"):
                     traceback.print_exc()
         importer = None
         gc.collect()  # destroy a failed import's BlockBuilder while its warning is captured
     if failure:
-        raise UserError(failure)
+        raise failure if isinstance(failure, UserError) else UserError(failure)
     mod, params = relax.frontend.detach_params(mod)
     weights = list(params.get("main", []))
     main = mod["main"]
@@ -102,11 +110,28 @@ def to_relax(model: OnnxModel) -> RelaxModel:
     return RelaxModel(mod, weights, names)
 
 
-class _ConversionFailed(Exception):
-    def __init__(self, op: str, node: str, err: Exception):
-        msg = str(err).strip().splitlines()
-        detail = msg[-1] if msg else type(err).__name__
-        super().__init__(f"TVM cannot convert node '{node}' ({op}): {type(err).__name__}: {detail}")
+class NeedsBinding(UserError):
+    """A node needs as a constant a value that comes from model inputs."""
+
+    def __init__(self, message: str, inputs: list[str]):
+        super().__init__(message)
+        self.inputs = inputs
+
+
+def _failure_line(graph, node, err: Exception) -> Exception | str:
+    from ..frontend import constants
+
+    msg = str(err).strip().splitlines()
+    detail = msg[-1] if msg else type(err).__name__
+    if node is None:
+        return f"TVM cannot import the model: {type(err).__name__}: {detail}"
+    name = node.name or (node.output[0] if node.output else "(unnamed)")
+    feeding = constants.unbound_constant_inputs(graph, node)
+    if feeding:
+        binds = " ".join(f"--bind {n}=FILE.npy" for n in feeding)
+        return NeedsBinding(f"node '{name}' ({node.op_type}) needs {'these model inputs' if len(feeding) > 1 else 'model input'} "
+                           f"{', '.join(repr(n) for n in feeding)} as a constant: give the value with {binds}", feeding)
+    return f"cannot convert node '{name}' ({node.op_type}): {type(err).__name__}: {detail}"
 
 
 def _without_initializer_inputs(proto):

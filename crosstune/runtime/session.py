@@ -85,7 +85,7 @@ class PackageModel:
         missing = [s for s in self.inputs if s.name not in given]
         if missing:
             raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
-        args = [tvm.runtime.tensor(np.ascontiguousarray(given[s.name]), self.device) for s in self.inputs]
+        args = [tvm.runtime.tensor(np.asarray(given[s.name], order="C"), self.device) for s in self.inputs]
         return args + self._weights
 
     def _outputs(self, result) -> dict[str, np.ndarray]:

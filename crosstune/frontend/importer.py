@@ -1,0 +1,165 @@
+"""TVM's Relax ONNX graph importer with crosstune's converter table in front of TVM's.
+
+The subclass changes four things and copies none of TVM's converters:
+- each node goes first to crosstune's table (`registry.lookup`, by domain and the model's opset for
+  that domain), then to TVM's;
+- a shape value (Relax ShapeExpr, what TVM's `Shape` yields for static shapes) that reaches an
+  operator TVM cannot feed one to becomes an int64 tensor first, instead of "Node cannot handle
+  ShapeExpr inputs" (the `*_expanded` function bodies compute on shapes all the time);
+- small non-float initializers (axes, shapes, pads, indices) and values bound by the user
+  (`--bind`) are Relax constants, not weights, so converters that need constants find them;
+- `Ctx.convert_graph` converts a subgraph (a Loop or Scan body) with given values for its inputs.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from . import registry
+
+# Operators TVM's importer lets take a ShapeExpr input (onnx_frontend.ONNXGraphImporter._construct_nodes).
+SHAPE_COMPATIBLE_OPS = frozenset({
+    "Reshape", "Resize", "ConstantOfShape", "Gather", "Slice", "Shape", "Expand", "Concat", "Equal",
+    "Where", "Cast", "CastLike", "Squeeze",
+})
+SMALL_INITIALIZER = 65536  # non-float initializers up to this many elements become constants
+SMALL_FLOAT_INITIALIZER = 16  # float ones up to this many (scales, clip bounds, pad values)
+
+
+class Ctx:
+    """What a crosstune converter gets besides its inputs and attributes."""
+
+    def __init__(self, importer, node, opset: int):
+        self.importer = importer
+        self.bb = importer.bb
+        self.node = node  # the onnx NodeProto
+        self.opset = opset
+
+    @property
+    def name(self) -> str:
+        return self.node.name or (self.node.output[0] if self.node.output else self.node.op_type)
+
+    def const(self, expr) -> np.ndarray | None:
+        """The value of an input that is a constant (or a weight, or a bound input), else None."""
+        from tvm import relax
+
+        if expr is None:
+            return None
+        if isinstance(expr, relax.Constant):
+            return expr.data.numpy()
+        if isinstance(expr, relax.Var) and expr.name_hint in self.importer._params:
+            return self.importer._params[expr.name_hint][1].numpy()
+        if isinstance(expr, relax.ShapeExpr) and all(hasattr(v, "value") for v in expr.values):
+            return np.array([int(v.value) for v in expr.values], dtype=np.int64)
+        return None
+
+    def input_name(self, i: int) -> str:
+        return self.node.input[i] if i < len(self.node.input) else ""
+
+    def shape(self, expr) -> tuple[int, ...] | None:
+        """The static shape of a tensor expression, or None where a dimension is symbolic."""
+        ty = expr.ty
+        if getattr(ty, "shape", None) is None:
+            return None
+        try:
+            return tuple(int(d) for d in ty.shape.values)
+        except (TypeError, AttributeError):
+            return None
+
+    def dtype(self, expr) -> str:
+        return str(expr.ty.dtype)
+
+    def convert_graph(self, graph, values: list) -> list:
+        """Convert `graph` (an attribute's GraphProto) with `values` for its inputs, in order; the
+        outer graph's values stay visible. Returns the Relax values of its outputs."""
+        return self.importer.convert_body(graph, values)
+
+
+def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bound: dict | None = None):
+    """An importer (ONNXGraphImporter subclass instance). `opsets` maps a domain ("" for ONNX's) to
+    the model's opset for it; `bound` maps input names to numpy values to use as constants."""
+    from tvm import relax
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    class Importer(onnx_frontend.ONNXGraphImporter):
+        def __init__(self):
+            super().__init__(shape_dict, dtype_dict, keep_params_in_input=True, sanitize=True)
+            self._opsets = opsets
+            self._bound = dict(bound or {})
+            self._node = None
+            self._main_graph = None
+
+        def from_onnx(self, graph, opset):
+            self._main_graph = graph
+            return super().from_onnx(graph, opset)
+
+        # ---- initializers and bound inputs
+        def _parse_graph_initializers(self, graph):
+            small = []
+            for t in graph.initializer:
+                n = int(np.prod(t.dims, dtype=np.int64))
+                is_float = t.data_type in (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+                if n <= (SMALL_FLOAT_INITIALIZER if is_float else SMALL_INITIALIZER) and t.data_type != 8:
+                    small.append(t)
+            rest = types.SimpleNamespace(initializer=[t for t in graph.initializer if t not in small])
+            super()._parse_graph_initializers(rest)
+            for t in small:
+                self._nodes[t.name] = relax.const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
+            for name, value in self._bound.items():
+                self._nodes[name] = relax.const(value)
+
+        # ---- one node at a time, through TVM's loop
+        def _check_for_unsupported_ops(self, graph):
+            pass  # crosstune checks coverage (with domains and opsets) before importing
+
+        def _construct_nodes(self, graph):
+            for node in graph.node:
+                self._node = node
+                swapped = {}
+                if node.op_type not in SHAPE_COMPATIBLE_OPS or registry.lookup(node.op_type, self._opset(node), node.domain):
+                    for name in node.input:
+                        value = self._nodes.get(name) if name else None
+                        if isinstance(value, relax.Expr) and isinstance(value.ty, relax.ShapeType):
+                            swapped[name] = value
+                            self._nodes[name] = self.bb.normalize(relax.op.shape_to_tensor(value))
+                super()._construct_nodes(types.SimpleNamespace(node=[node]))  # on failure, _node names the culprit
+                for name, value in swapped.items():
+                    self._nodes[name] = value
+                self._node = None
+            if graph is self._main_graph:
+                # A shape value that is a graph output leaves as the int64 tensor ONNX promises.
+                for out in graph.output:
+                    value = self._nodes.get(out.name)
+                    if isinstance(value, relax.Expr) and isinstance(value.ty, relax.ShapeType):
+                        self._nodes[out.name] = self.bb.normalize(relax.op.shape_to_tensor(value))
+
+        def _opset(self, node) -> int:
+            domain = "" if node.domain in registry.STANDARD_DOMAINS else node.domain
+            return self._opsets.get(domain, self.opset if domain == "" else 1)
+
+        def _convert_operator(self, op_name, inputs, attrs, opset):
+            node = self._node
+            if node is not None:
+                entry = registry.lookup(op_name, self._opset(node), node.domain)
+                if entry is not None:
+                    attrs = {k: v for k, v in attrs.items() if k != "tvm_custom"}
+                    out = entry.fn(Ctx(self, node, self._opset(node)), list(inputs), attrs)
+                    return self.bb.normalize(out) if isinstance(out, relax.Expr) else out
+            return super()._convert_operator(op_name, inputs, attrs, opset)
+
+        # ---- subgraphs (Loop and Scan bodies)
+        def convert_body(self, graph, values: list) -> list:
+            saved, outer = self._node, dict(self._nodes)
+            try:
+                for t in graph.initializer:
+                    self._nodes[t.name] = relax.const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
+                for vi, value in zip(graph.input, values):
+                    self._nodes[vi.name] = value
+                self._construct_nodes(graph)
+                return [self._nodes[o.name] for o in graph.output]
+            finally:
+                self._nodes, self._node = outer, saved
+
+    return Importer()
