@@ -112,17 +112,25 @@ def cmd_inspect(args) -> int:
     say("")
     say(table(["OUTPUT", "SHAPE", "DTYPE"], [[s.name, _shape(s.shape), s.dtype] for s in rep.outputs]))
     say("")
-    rows = [[o.op, o.count, "yes" if o.supported else "NO"] for o in rep.ops]
-    say(table(["OPERATOR", "NODES", "TVM"], rows, "lrl"))
+    who = {"tvm": "TVM", "crosstune": "crosstune", "none": "NOTHING"}
+    rows = [[o.op, o.opset, o.count, who[o.by]] for o in rep.ops]
+    say(table(["OPERATOR", "OPSET", "NODES", "CONVERTED BY"], rows, "lrrl"))
     say("")
     kinds = len(rep.ops)
     if rep.unsupported:
         say(
-            f"TVM's Relax ONNX frontend cannot convert {len(rep.unsupported)} of {kinds} operator types: "
+            f"nothing converts {len(rep.unsupported)} of {kinds} operator types: "
             + ", ".join(f"{o.op} ({o.count})" for o in rep.unsupported)
+            + " (neither TVM's Relax ONNX frontend nor crosstune's layer)"
         )
     else:
-        say(f"all {kinds} operator types ({rep.node_count} nodes) are covered by TVM's Relax ONNX frontend")
+        n_ours = sum(o.by == "crosstune" for o in rep.ops)
+        say(f"all {kinds} operator type{'s' if kinds != 1 else ''} ({rep.node_count} node{'s' if rep.node_count != 1 else ''}) are covered: "
+            f"{kinds - n_ours} by TVM's Relax ONNX frontend, {n_ours} by crosstune's layer")
+    for name, places in rep.bindable.items():
+        more = f" and {len(places) - 1} more" if len(places) > 1 else ""
+        say(f"input '{name}' feeds {places[0]}{more}, which TVM needs as a constant: "
+            f"if compile says so, give its value with --bind {name}=FILE.npy")
     from .compile.onnx_model import suggested_shape
 
     for s in rep.dynamic_inputs:
@@ -166,6 +174,7 @@ def cmd_compile(args) -> int:
     from .compile import CompileOptions, compile_model
 
     from .compare.agreement import TOLERANCES
+    from .frontend.constants import parse_bindings
 
     rtol, atol = TOLERANCES.get(args.precision, TOLERANCES["fp32"])
     opts = CompileOptions(
@@ -181,6 +190,7 @@ def cmd_compile(args) -> int:
         rpc=args.rpc,
         key=args.key,
         precision=args.precision,
+        bindings=parse_bindings(args.bind),
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
@@ -619,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_targets)
 
     shape_help = "static shape for an input with dynamic dimensions, NAME=1x3x224x224 (repeatable)"
-    s = sub.add_parser("inspect", help="check an ONNX model and say what TVM can convert (or describe a .ctm)")
+    s = sub.add_parser("inspect", help="check an ONNX model and say who converts each operator (or describe a .ctm)")
     s.add_argument("model", help="an .onnx model, or a .ctm package")
     s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
     s.set_defaults(func=cmd_inspect)
@@ -639,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
     s.add_argument("--key", help="with --verify --rpc: the board key, e.g. rpi4")
+    s.add_argument("--bind", action="append", metavar="NAME=FILE.npy",
+                   help="make model input NAME a constant of this value (inputs TVM needs as constants: "
+                        "axes, k, sizes, shapes; `inspect` names them); repeatable")
     s.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("tune", help="auto-tune a model's kernels for a target; records go to the tuning-log store")

@@ -85,13 +85,18 @@ def embedding_net(vocab: int = 1000, seed: int = 0) -> onnx.ModelProto:
 
 
 def unsupported_net() -> onnx.ModelProto:
-    """Uses Celu and ReverseSequence, which ONNX Runtime runs and TVM's Relax frontend lacks."""
+    """Uses ONNX Runtime's contrib operators com.microsoft.Gelu and BiasGelu, which ONNX Runtime
+    runs and neither TVM's Relax frontend nor crosstune's layer converts."""
     nodes = [
-        helper.make_node("Celu", ["x"], ["c"], alpha=1.0),
-        helper.make_node("ReverseSequence", ["c", "lens"], ["y"], batch_axis=1, time_axis=0),
+        helper.make_node("Gelu", ["x"], ["c"], domain="com.microsoft"),
+        helper.make_node("BiasGelu", ["c", "bias"], ["y"], domain="com.microsoft"),
         helper.make_node("Relu", ["y"], ["z"]),
     ]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2, 3])
-    lens = helper.make_tensor_value_info("lens", TensorProto.INT64, [2])
+    bias = helper.make_tensor_value_info("bias", TensorProto.FLOAT, [3])
     z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 2, 3])
-    return _model(nodes, [x, lens], [z], [], "unsupported_net")
+    graph = helper.make_graph(nodes, "unsupported_net", [x, bias], [z])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
+                              producer_name="crosstune-tests")
+    model.ir_version = 8
+    return model

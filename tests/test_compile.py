@@ -118,11 +118,12 @@ def test_bad_input_shapes(model_dir, spec, fragment):
 
 def test_unsupported_operator_is_named(model_dir, tmp_path):
     proc = run_cli("compile", model_dir / "unsupported.onnx", "-o", tmp_path / "u.ctm")
-    assert_user_error(proc, "cannot convert", "Celu (1 node)", "ReverseSequence (1 node)")
+    assert_user_error(proc, "no converter for", "com.microsoft.Gelu (1 node, opset 1)", "com.microsoft.BiasGelu (1 node, opset 1)",
+                      "neither TVM's Relax ONNX frontend nor crosstune's layer covers it")
     assert not (tmp_path / "u.ctm").exists()
 
 
-def test_converter_failure_names_the_node(tmp_path):
+def _topk_model(path):
     """TopK whose k is a runtime input: ONNX Runtime runs it, TVM's converter needs k constant."""
     from onnx import TensorProto, helper
 
@@ -136,13 +137,56 @@ def test_converter_failure_names_the_node(tmp_path):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    p = tmp_path / "topk.onnx"
-    onnx.save(model, p)
+    onnx.save(model, path)
+    return path
+
+
+def test_missing_binding_names_the_input(tmp_path):
+    p = _topk_model(tmp_path / "topk.onnx")
     ref = _ort(p, {"x": np.ones((5, 10), np.float32), "k": np.array([3])})
     assert ref["values"].shape == (5, 3)
     proc = run_cli("compile", p, "-o", tmp_path / "t.ctm")
-    assert_user_error(proc, "TVM cannot convert node 'pick_best' (TopK)", "k must be a constant")
+    assert_user_error(proc, "node 'pick_best' (TopK) needs model input 'k' as a constant", "--bind k=FILE.npy")
     assert "Error converting operator" not in proc.stdout  # TVM's own dump stays off the terminal
+    assert not (tmp_path / "t.ctm").exists()
+
+
+def test_bind_folds_the_value_in(tmp_path):
+    """--bind k=k.npy: the package takes only x, and matches ONNX Runtime given k=3 (verify)."""
+    p = _topk_model(tmp_path / "topk.onnx")
+    np.save(tmp_path / "k.npy", np.array([3], dtype=np.int64))
+    out = run_cli("compile", p, "-o", tmp_path / "t.ctm", "--bind", f"k={tmp_path / 'k.npy'}", "--verify", check=0).stdout
+    assert "PASSED" in out
+    import crosstune
+
+    pkg = crosstune.load(tmp_path / "t.ctm")
+    assert [s.name for s in pkg.inputs] == ["x"]
+    x = np.random.default_rng(1).standard_normal((5, 10)).astype(np.float32)
+    got = pkg.run({"x": x})
+    ref = _ort(p, {"x": x, "k": np.array([3])})
+    np.testing.assert_array_equal(got["indices"], ref["indices"])
+    np.testing.assert_allclose(got["values"], ref["values"], rtol=1e-6)
+    assert pkg.info.model["bound"]["k"]["shape"] == [1]
+
+
+@pytest.mark.parametrize(
+    "make,fragment",
+    [
+        (lambda d: f"q={d / 'k.npy'}", "--bind q: the model has no input 'q' (inputs: x, k)"),
+        (lambda d: f"k={d / 'nope.npy'}", "--bind k: no such file"),
+        (lambda d: f"k={d / 'kf.npy'}", "--bind k: the model wants int64, the file holds float32"),
+        (lambda d: f"k={d / 'k2.npy'}", "--bind k: the model wants shape 1, the file holds (2,)"),
+        (lambda d: "k", "--bind wants NAME=FILE.npy"),
+        (lambda d: f"k={d / 'junk.npy'}", "is not a .npy array"),
+    ],
+)
+def test_bad_bindings(tmp_path, make, fragment):
+    p = _topk_model(tmp_path / "topk.onnx")
+    np.save(tmp_path / "k.npy", np.array([3], dtype=np.int64))
+    np.save(tmp_path / "kf.npy", np.array([3.0], dtype=np.float32))
+    np.save(tmp_path / "k2.npy", np.array([3, 4], dtype=np.int64))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    assert_user_error(run_cli("compile", p, "-o", tmp_path / "t.ctm", "--bind", make(tmp_path)), fragment)
 
 
 def test_checker_rejection_that_onnxruntime_accepts_is_a_warning(tmp_path):

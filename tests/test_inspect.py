@@ -17,15 +17,38 @@ def test_inspect_describes_model(model_dir):
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     assert rows["a"] == ["4x512", "float32"]
     assert rows["probs"] == ["4x64", "float32"] and rows["best"] == ["4", "int64"]
-    assert rows["MatMul"] == ["2", "yes"] and rows["ArgMax"] == ["1", "yes"]
-    assert "all 5 operator types (6 nodes) are covered" in out
+    assert rows["MatMul"] == ["17", "2", "TVM"] and rows["ArgMax"] == ["17", "1", "TVM"]
+    assert "all 5 operator types (6 nodes) are covered: 5 by TVM's Relax ONNX frontend, 0 by crosstune's layer" in out
 
 
 def test_inspect_names_unsupported_operators(model_dir):
     out = run_cli("inspect", model_dir / "unsupported.onnx", check=0).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
-    assert rows["Celu"] == ["1", "NO"] and rows["ReverseSequence"] == ["1", "NO"] and rows["Relu"] == ["1", "yes"]
-    assert "cannot convert 2 of 3 operator types: Celu (1), ReverseSequence (1)" in out
+    assert rows["com.microsoft.Gelu"] == ["1", "1", "NOTHING"] and rows["Relu"] == ["17", "1", "TVM"]
+    assert rows["com.microsoft.BiasGelu"] == ["1", "1", "NOTHING"]
+    assert "nothing converts 2 of 3 operator types: com.microsoft.BiasGelu (1), com.microsoft.Gelu (1)" in out
+
+
+def test_inspect_says_who_converts_and_what_to_bind(tmp_path):
+    """Who converts what (an operator TVM lacks that crosstune's layer converts: LSTM), and an
+    input TVM needs as a constant."""
+    from onnx import TensorProto, helper
+
+    from crosstune.frontend import registry
+
+    graph = helper.make_graph(
+        [helper.make_node("Squeeze", ["x", "axes"], ["y"], name="squeeze_it")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("axes", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "sq.onnx")
+    out = run_cli("inspect", tmp_path / "sq.onnx", check=0).stdout
+    assert "input 'axes' feeds node 'squeeze_it' (Squeeze) input 'axes', which TVM needs as a constant" in out
+    assert "--bind axes=FILE.npy" in out
+    assert "LSTM" not in registry.tvm_ops() and registry.coverage("LSTM", 14) == "crosstune"
+    assert registry.coverage("Squeeze", 17) == "tvm" and registry.coverage("Gelu", 1, "com.microsoft") == "none"
 
 
 def test_inspect_dynamic_input_and_given_shape(model_dir):
@@ -53,7 +76,7 @@ def test_non_standard_domain_is_unsupported(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     onnx.save(model, tmp_path / "ms.onnx")
     out = run_cli("inspect", tmp_path / "ms.onnx", check=0).stdout
-    assert "com.microsoft.FusedGelu      1  NO" in out
+    assert "com.microsoft.FusedGelu      1      1  NOTHING" in out
 
 
 @pytest.mark.parametrize("command", ["inspect", "compile"])

@@ -3,7 +3,9 @@ and optionally verify the package against ONNX Runtime."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +54,20 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     progress("import")
     t = time.perf_counter()
     src = onnx_model.load(model)
-    src = onnx_model.with_shapes(src, options.input_shapes)
-    relax_model = relax_import.to_relax(src)
+    bindings = dict(options.bindings)
+    if bindings:
+        names = [s.name for s in src.inputs]
+        for name in bindings:
+            if name not in names:
+                raise UserError(f"--bind {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
+    # A bound input's shape is its value's: it pins the input's dynamic dimensions too.
+    dynamic = {s.name for s in src.inputs if not s.static}
+    shapes = {**{n: tuple(v.shape) for n, v in bindings.items() if n in dynamic and n not in options.input_shapes},
+              **options.input_shapes}
+    src = onnx_model.with_shapes(src, shapes)
+    relax_model = relax_import.to_relax(src, bindings=bindings)
+    if bindings:
+        src = dataclasses.replace(src, inputs=[s for s in src.inputs if s.name not in bindings])
     timings["import_s"] = time.perf_counter() - t
 
     import tvm
@@ -97,6 +111,9 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
                 "source": src.path,
                 "opset": src.opset,
                 "input_shapes_given": {k: list(v) for k, v in src.shapes_given.items()},
+                # --bind: model inputs folded in as constants (the package does not take them)
+                "bound": {n: {"shape": list(v.shape), "dtype": str(v.dtype),
+                              "sha256": hashlib.sha256(v.tobytes()).hexdigest()} for n, v in bindings.items()},
             },
             inputs=src.inputs,
             outputs=src.outputs,
@@ -122,7 +139,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
         progress("verify")
         t = time.perf_counter()
-        verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol, board=board)
+        verification = verify_package(out, src, seed=options.seed, rtol=options.rtol, atol=options.atol, board=board,
+                                      bound=bindings)
         timings["verify_s"] = time.perf_counter() - t
     warnings_ = list(src.warnings) + [f"tuning log: {p}" for p in db_problems]
     return CompileResult(str(out), info, timings, verification, warnings_)

@@ -8,14 +8,19 @@ import numpy as np
 
 from ..tensors import TensorSpec
 from . import onnx_model
-from .relax_import import STANDARD_DOMAINS, frontend_ops
+from .relax_import import coverage_table
 
 
 @dataclass
 class OpCount:
     op: str  # "Conv", or "com.microsoft.FusedConv" outside the standard domain
     count: int
-    supported: bool
+    opset: int  # the model's opset for the op's domain
+    by: str  # who converts it: "tvm" (TVM's Relax frontend), "crosstune" (crosstune's layer), "none"
+
+    @property
+    def supported(self) -> bool:
+        return self.by != "none"
 
 
 @dataclass
@@ -31,6 +36,9 @@ class InspectReport:
     weight_bytes: int
     ops: list[OpCount] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # model input -> where TVM needs its value as a constant ("node (Op) input 'axes'"): compile may
+    # need `--bind NAME=FILE.npy` for it (TVM converts some of these dynamically)
+    bindable: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def unsupported(self) -> list[OpCount]:
@@ -50,11 +58,9 @@ def inspect_model(model, input_shapes: dict) -> InspectReport:
     Dynamic dimensions without a shape stay symbolic here; `compile` will ask for them."""
     src = onnx_model.with_shapes(onnx_model.load(model), input_shapes, require_static=False)
     proto = src.proto
-    known = frontend_ops()
-    ops = []
-    for (domain, op), n in sorted(onnx_model.op_histogram(proto).items(), key=lambda kv: (-kv[1], kv[0])):
-        name = op if domain in STANDARD_DOMAINS else f"{domain}.{op}"
-        ops.append(OpCount(name, n, domain in STANDARD_DOMAINS and op in known))
+    from ..frontend.constants import needs_binding
+
+    ops = [OpCount(op, n, opset, by) for op, opset, n, by in sorted(coverage_table(proto), key=lambda r: (-r[2], r[0]))]
     weight_bytes = 0
     for t in proto.graph.initializer:
         itemsize = _itemsize(t.data_type)
@@ -71,6 +77,7 @@ def inspect_model(model, input_shapes: dict) -> InspectReport:
         weight_bytes=weight_bytes,
         ops=ops,
         warnings=list(src.warnings),
+        bindable=needs_binding(proto.graph),
     )
 
 

@@ -23,6 +23,9 @@ class CompileOptions:
         a package for another architecture (a cross-compiled one).
     precision: "fp32", or "fp16" (GPU targets: `ToMixedPrecision`, fp16 weights and arithmetic; inputs
         and outputs keep the model's dtypes).
+    bindings: {input name: numpy value}: these model inputs become constants of the given values
+        (`--bind NAME=FILE.npy`), for inputs TVM needs as constants (axes, sizes, k, ...); the
+        package no longer takes them.
     """
 
     target: str = "host"
@@ -37,6 +40,7 @@ class CompileOptions:
     rpc: str | None = None
     key: str | None = None
     precision: str = "fp32"
+    bindings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         self.input_shapes = {

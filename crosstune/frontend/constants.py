@@ -61,7 +61,7 @@ def needs_binding(graph, opsets: dict[str, int] | None = None) -> dict[str, list
         for pos in NEEDS_CONSTANT.get(node.op_type, ()):
             if pos < len(node.input) and node.input[pos]:
                 for inp in sorted(src.get(node.input[pos], ())):
-                    where = f"{node.name or node.output[0]} ({node.op_type}) input '{node.input[pos]}'"
+                    where = f"node '{node.name or node.output[0]}' ({node.op_type}) input '{node.input[pos]}'"
                     out.setdefault(inp, []).append(where)
     return out
 
