@@ -24,8 +24,10 @@ SHAPE_COMPATIBLE_OPS = frozenset({
     "Reshape", "Resize", "ConstantOfShape", "Gather", "Slice", "Shape", "Expand", "Concat", "Equal",
     "Where", "Cast", "CastLike", "Squeeze",
 })
-SMALL_INITIALIZER = 65536  # non-float initializers up to this many elements become constants
-SMALL_FLOAT_INITIALIZER = 16  # float ones up to this many (scales, clip bounds, pad values)
+# Initializers that are constants, not weights: int32/int64 ones up to this many elements (axes,
+# shapes, pads, indices), and scalars of any type (clip bounds, pad values, epsilons). Everything
+# else stays a weight (biases and quantized int8 weights included).
+SMALL_INDEX_INITIALIZER = 4096
 
 
 class Ctx:
@@ -100,8 +102,8 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
             small = []
             for t in graph.initializer:
                 n = int(np.prod(t.dims, dtype=np.int64))
-                is_float = t.data_type in (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
-                if n <= (SMALL_FLOAT_INITIALIZER if is_float else SMALL_INITIALIZER) and t.data_type != 8:
+                is_index = t.data_type in (6, 7)  # INT32, INT64
+                if (n <= SMALL_INDEX_INITIALIZER if is_index else n <= 1) and t.data_type != 8:  # 8: STRING
                     small.append(t)
             rest = types.SimpleNamespace(initializer=[t for t in graph.initializer if t not in small])
             super()._parse_graph_initializers(rest)
