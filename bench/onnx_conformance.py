@@ -177,7 +177,11 @@ def run_crosstune(case_dir: Path, _model, inputs: dict) -> list:
 
     stage("import")
     src = onnx_model.load(case_dir / "model.onnx")
+    from crosstune.tensors import SequenceShape
+
     shapes = {s.name: inputs[s.name].shape for s in src.inputs if not s.static and isinstance(inputs.get(s.name), np.ndarray)}
+    shapes |= {s.name: SequenceShape(np.shape(v) for v in inputs[s.name]) for s in src.inputs
+               if s.is_sequence and isinstance(inputs.get(s.name), list)}
     src = onnx_model.with_shapes(src, shapes)
     try:
         relax_model = relax_import.to_relax(src)
@@ -193,9 +197,14 @@ def run_crosstune(case_dir: Path, _model, inputs: dict) -> list:
     given = {s.name: inputs[s.name] for s in src.inputs if s.name in inputs and s.name not in bound}
     check_inputs([s for s in src.inputs if s.name not in bound], given)  # what the runtime's session checks
     dev = tvm.cpu()
-    args = [tvm.runtime.tensor(np.asarray(given[s.name], order="C"), dev) for s in src.inputs if s.name not in bound]
+    def arg(spec, value):  # the session's conversion: a sequence is a tuple of tensors
+        if spec.is_sequence:
+            return [tvm.runtime.tensor(np.asarray(v, order="C"), dev) for v in value]
+        return tvm.runtime.tensor(np.asarray(value, order="C"), dev)
+
+    args = [arg(s, given[s.name]) for s in src.inputs if s.name not in bound]
     result = relax.VirtualMachine(built.executable, dev)["main"](*args, *built.weights)
-    items = [result] if hasattr(result, "numpy") else list(result)
+    items = [result] if hasattr(result, "numpy") or len(src.outputs) == 1 else list(result)
 
     def to_numpy(value, spec=None):  # the session's conversion; tuples (ONNX sequences) become lists
         if not hasattr(value, "numpy"):

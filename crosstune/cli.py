@@ -163,9 +163,9 @@ def _shape(shape) -> str:
 
 
 def _shapes(items) -> dict:
-    from .tensors import parse_assignments, parse_shape
+    from .tensors import parse_assignments, parse_input_shape
 
-    return {k: parse_shape(v) for k, v in parse_assignments(items, "--input-shape").items()}
+    return {k: parse_input_shape(v) for k, v in parse_assignments(items, "--input-shape").items()}
 
 
 # ---------------------------------------------------------------------------------------- compile

@@ -22,12 +22,25 @@ class TensorSpec:
     shape: tuple[int | str, ...]
     dtype: str
     high: int | None = None
+    # An ONNX sequence of tensors (kind "sequence"): `elems` holds each element's shape once pinned
+    # (`--input-shape seq=2x3+4x3`), None while unknown; `shape` is unused.
+    kind: str = "tensor"
+    elems: tuple[tuple[int | str, ...], ...] | None = None
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind == "sequence"
 
     @property
     def static(self) -> bool:
+        if self.is_sequence:
+            return self.elems is not None and all(isinstance(d, int) and d >= 0 for e in self.elems for d in e)
         return all(isinstance(d, int) and d >= 0 for d in self.shape)
 
     def describe(self) -> str:
+        if self.is_sequence:
+            shapes = "?" if self.elems is None else ", ".join(format_shape(e) for e in self.elems)
+            return f"sequence [{shapes}] {self.dtype}"
         return f"{format_shape(self.shape)} {self.dtype}"
 
     def to_json(self) -> dict:
@@ -35,11 +48,21 @@ class TensorSpec:
         d["shape"] = list(self.shape)
         if d["high"] is None:
             del d["high"]
+        if self.is_sequence:
+            d["elems"] = None if self.elems is None else [list(e) for e in self.elems]
+        else:
+            del d["kind"], d["elems"]
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "TensorSpec":
-        return cls(d["name"], tuple(d["shape"]), d["dtype"], d.get("high"))
+        elems = d.get("elems")
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], d.get("high"), d.get("kind", "tensor"),
+                   None if elems is None else tuple(tuple(e) for e in elems))
+
+
+class SequenceShape(tuple):
+    """The element shapes given for a sequence input: `--input-shape seq=2x3+4x3`."""
 
 
 def format_shape(shape) -> str:
@@ -61,6 +84,14 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if any(d < 0 for d in dims):
         raise UserError(f"bad shape '{text}': dimensions must be >= 0")
     return dims
+
+
+def parse_input_shape(text: str):
+    """A tensor shape ('1x3x224x224'), or element shapes joined by '+' for a sequence input
+    ('2x3+4x3': a sequence of a 2x3 and a 4x3 tensor)."""
+    if "+" in text:
+        return SequenceShape(parse_shape(t) for t in text.split("+"))
+    return parse_shape(text)
 
 
 def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:
@@ -91,13 +122,17 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
         if not s.static:
             raise UserError(f"input '{s.name}' has dynamic shape {format_shape(s.shape)}")
         dt = numpy_dtype(s.dtype)
-        if dt == np.bool_:
-            arr = rng.random(s.shape) < 0.5
-        elif np.issubdtype(dt, np.integer):
-            arr = rng.integers(0, s.high or 2, size=s.shape).astype(dt)
-        else:
-            arr = rng.standard_normal(s.shape).astype(dt)
-        out[s.name] = np.asarray(arr, order="C")
+
+        def draw(shape):
+            if dt == np.bool_:
+                arr = rng.random(shape) < 0.5
+            elif np.issubdtype(dt, np.integer):
+                arr = rng.integers(0, s.high or 2, size=shape).astype(dt)
+            else:
+                arr = rng.standard_normal(shape).astype(dt)
+            return np.asarray(arr, order="C")
+
+        out[s.name] = [draw(e) for e in s.elems] if s.is_sequence else draw(s.shape)
     return out
 
 
@@ -122,6 +157,14 @@ def check_inputs(specs: list[TensorSpec], given: dict[str, np.ndarray]) -> None:
         if name not in known:
             raise UserError(f"model has no input '{name}'; its inputs are: {', '.join(known)}")
         s = known[name]
+        if s.is_sequence:
+            items = list(arr) if isinstance(arr, (list, tuple)) else None
+            if items is None or len(items) != len(s.elems) or any(
+                    tuple(np.shape(a)) != tuple(e) or np.asarray(a).dtype != numpy_dtype(s.dtype) for a, e in zip(items, s.elems)):
+                got = (f"a {type(arr).__name__}" if items is None else
+                       "sequence [" + ", ".join(f"{format_shape(np.shape(a))} {np.asarray(a).dtype}" for a in items) + "]")
+                raise UserError(f"input '{name}' expects {s.describe()}, got {got}")
+            continue
         if tuple(arr.shape) != tuple(s.shape) or arr.dtype != numpy_dtype(s.dtype):
             raise UserError(
                 f"input '{name}' expects {s.describe()}, got {format_shape(arr.shape)} {arr.dtype}"

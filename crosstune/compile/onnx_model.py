@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, shape_inference
 
 from ..errors import UserError
-from ..tensors import TensorSpec, format_shape
+from ..tensors import SequenceShape, TensorSpec, format_shape
 
 # Ops through which an integer input keeps its meaning as an index (ids -> Cast -> Gather).
 _INDEX_PRESERVING = {"Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Expand"}
@@ -129,7 +129,14 @@ def _dtype(type_proto: onnx.TypeProto) -> str:
         return onnx.TensorProto.DataType.Name(tt.elem_type).lower()
 
 
-def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+def _spec(vi: onnx.ValueInfoProto, elems=None) -> TensorSpec:
+    if vi.type.HasField("optional_type") and vi.type.optional_type.elem_type.HasField("tensor_type"):
+        # An optional tensor: crosstune builds for it being present (an empty one cannot be passed).
+        dims = _dims(vi.type.optional_type.elem_type)
+        return TensorSpec(vi.name, dims if dims is not None else ("?rank",), _dtype(vi.type.optional_type.elem_type))
+    if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):
+        inner = vi.type.sequence_type.elem_type
+        return TensorSpec(vi.name, (), _dtype(inner), kind="sequence", elems=elems)
     dims = _dims(vi.type)
     return TensorSpec(vi.name, dims if dims is not None else ("?rank",), _dtype(vi.type))
 
@@ -137,7 +144,8 @@ def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
 def _describe(proto, name, sha, path, shapes_given=None) -> OnnxModel:
     g = proto.graph
     init = {t.name for t in g.initializer}
-    inputs = [_spec(i) for i in g.input if i.name not in init]
+    given = {k: v for k, v in (shapes_given or {}).items() if isinstance(v, SequenceShape)}
+    inputs = [_spec(i, given.get(i.name)) for i in g.input if i.name not in init]
     outputs = [_spec(o) for o in g.output]
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     inputs = _bound_index_inputs(proto, inputs)
@@ -157,6 +165,11 @@ def with_shapes(
             raise UserError(
                 f"--input-shape names '{name}', but the model's inputs are: {', '.join(by_name)}"
             )
+        if by_name[name].is_sequence != isinstance(shape, SequenceShape):
+            want = "element shapes joined by '+', e.g. 2x3+2x3" if by_name[name].is_sequence else "one shape, e.g. 1x3x224x224"
+            raise UserError(f"--input-shape {name}: input '{name}' is a {by_name[name].kind}: give {want}")
+        if by_name[name].is_sequence:
+            continue
         have = by_name[name].shape
         if have != ("?rank",) and len(have) != len(shape):
             raise UserError(
@@ -172,15 +185,32 @@ def with_shapes(
     missing = [s for s in model.inputs if not s.static and s.name not in shapes]
     if missing and require_static:
         s = missing[0]
+        if s.is_sequence:
+            raise UserError(
+                f"input '{s.name}' is a sequence of {s.dtype} tensors: give each element's shape, joined by '+', "
+                f"e.g. --input-shape {s.name}=2x3+2x3")
         example = suggested_shape(s)
         raise UserError(
             f"input '{s.name}' has dynamic shape {format_shape(s.shape)}: give it with "
             f"--input-shape {s.name}={example}"
         )
-    if not shapes and not missing and all(o.static for o in model.outputs):
+    optional_inputs = any(vi.type.HasField("optional_type") for vi in model.proto.graph.input)
+    if not shapes and not missing and not optional_inputs and all(o.static for o in model.outputs):
         return model  # static already, outputs declared: nothing to infer
     proto = copy.deepcopy(model.proto)
     for vi in proto.graph.input:
+        if vi.name in shapes and isinstance(shapes[vi.name], SequenceShape):
+            tt = vi.type.sequence_type.elem_type.tensor_type
+            elems = shapes[vi.name]
+            tt.ClearField("shape")
+            if elems and all(len(e) == len(elems[0]) for e in elems):  # a dim is known where all agree
+                for dims in zip(*elems):
+                    d = tt.shape.dim.add()
+                    if len(set(dims)) == 1:
+                        d.dim_value = dims[0]
+            continue
+        if vi.type.HasField("optional_type") and vi.type.optional_type.elem_type.HasField("tensor_type"):
+            vi.type.CopyFrom(vi.type.optional_type.elem_type)  # built for a present value: a tensor
         if vi.name in shapes:
             tt = vi.type.tensor_type
             tt.shape.Clear()

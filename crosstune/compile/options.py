@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..tensors import parse_shape
+from ..tensors import SequenceShape, parse_input_shape
 
 
 @dataclass
@@ -44,7 +44,7 @@ class CompileOptions:
 
     def __post_init__(self):
         self.input_shapes = {
-            k: parse_shape(v) if isinstance(v, str) else tuple(int(d) for d in v)
+            k: parse_input_shape(v) if isinstance(v, str) else v if isinstance(v, SequenceShape) else tuple(int(d) for d in v)
             for k, v in self.input_shapes.items()
         }
 

@@ -81,11 +81,12 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
 
     from tvm import relax
 
-    shape_dict = {s.name: list(s.shape) for s in model.inputs if s.name not in bound}
-    dtype_dict = {s.name: s.dtype for s in model.inputs if s.name not in bound}
+    shape_dict = {s.name: list(s.shape) for s in model.inputs if s.name not in bound and not s.is_sequence}
+    dtype_dict = {s.name: s.dtype for s in model.inputs if s.name not in bound and not s.is_sequence}
+    sequences = {s.name: (s.elems, s.dtype) for s in model.inputs if s.is_sequence and s.name not in bound}
     failure = None
     native_log: list[str] = []
-    importer = make_importer(shape_dict, dtype_dict, model_opsets(proto))
+    importer = make_importer(shape_dict, dtype_dict, model_opsets(proto), sequences=sequences)
     # The frontend prints a dump of the failing node's inputs, warns about renamed inputs, and a
     # failed import leaves a BlockBuilder whose C++ destructor complains: keep all of it off the
     # user's terminal (CROSSTUNE_DEBUG shows it); the error below says what matters.

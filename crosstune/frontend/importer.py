@@ -45,12 +45,13 @@ class Ctx:
 
     def const(self, expr) -> np.ndarray | None:
         """The value of an input that is a constant (or a weight, or a bound input), else None."""
+        import tvm
         from tvm import relax
 
         if expr is None:
             return None
-        if isinstance(expr, relax.Constant):
-            return expr.data.numpy()
+        if isinstance(expr, tvm.ir.GenericConst):  # TVM 0.27's Relax constant
+            return expr.value.numpy()
         if isinstance(expr, relax.Var) and expr.name_hint in self.importer._params:
             return self.importer._params[expr.name_hint][1].numpy()
         if isinstance(expr, relax.ShapeExpr) and all(hasattr(v, "value") for v in expr.values):
@@ -79,9 +80,11 @@ class Ctx:
         return self.importer.convert_body(graph, values)
 
 
-def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bound: dict | None = None):
+def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bound: dict | None = None,
+                  sequences: dict | None = None):
     """An importer (ONNXGraphImporter subclass instance). `opsets` maps a domain ("" for ONNX's) to
-    the model's opset for it; `bound` maps input names to numpy values to use as constants."""
+    the model's opset for it; `bound` maps input names to numpy values to use as constants;
+    `sequences` maps sequence inputs to (element shapes, dtype): each is a Relax tuple parameter."""
     from tvm import relax
     from tvm.relax.frontend.onnx import onnx_frontend
 
@@ -92,10 +95,36 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
             self._bound = dict(bound or {})
             self._node = None
             self._main_graph = None
+            self._seq_values: set[str] = set()
 
         def from_onnx(self, graph, opset):
             self._main_graph = graph
+            self._seq_values = {v.name for v in [*graph.value_info, *graph.output, *graph.input]
+                                if v.type.HasField("sequence_type")}
             return super().from_onnx(graph, opset)
+
+        def _convert_sequence_node(self, node):
+            """A one-output node whose output is an ONNX sequence: its value is the whole tuple."""
+            attr = self._parse_attr(node.attribute)
+            inputs = onnx_frontend.onnx_input()
+            for name in node.input:
+                inputs.append(self._nodes[name] if name else None)
+            attr["tvm_custom"] = {"name": node.name, "num_outputs": 1}
+            self._nodes[node.output[0]] = self._convert_operator(node.op_type, inputs, attr, self.opset)
+
+        # ---- sequence inputs: a tuple parameter, seen by converters as a relax.Tuple of its items
+        def _parse_graph_input(self, graph):
+            for vi in graph.input:
+                if vi.name in (sequences or {}) and vi.name not in self._nodes:
+                    elems, dtype = sequences[vi.name]
+                    var = relax.Var(self._sanitize_name(vi.name) if self._sanitize else vi.name,
+                                    relax.TupleType([relax.TensorType(list(e), dtype) for e in elems]))
+                    self._num_input += 1
+                    self._input_names.append(vi.name)
+                    self._inputs[vi.name] = var
+                    self._nodes[vi.name] = relax.Tuple([relax.TupleGetItem(var, i) for i in range(len(elems))])
+                else:
+                    super()._parse_graph_input(types.SimpleNamespace(input=[vi]))
 
         # ---- initializers and bound inputs
         def _parse_graph_initializers(self, graph):
@@ -126,7 +155,10 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
                         if isinstance(value, relax.Expr) and isinstance(value.ty, relax.ShapeType):
                             swapped[name] = value
                             self._nodes[name] = self.bb.normalize(relax.op.shape_to_tensor(value))
-                super()._construct_nodes(types.SimpleNamespace(node=[node]))  # on failure, _node names the culprit
+                if len(node.output) == 1 and node.output[0] in self._seq_values and node.op_type not in ("If", "Loop", "Scan"):
+                    self._convert_sequence_node(node)  # TVM would keep only a returned tuple's first item
+                else:
+                    super()._construct_nodes(types.SimpleNamespace(node=[node]))  # on failure, _node names the culprit
                 for name, value in swapped.items():
                     self._nodes[name] = value
                 self._node = None

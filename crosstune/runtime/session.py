@@ -85,18 +85,25 @@ class PackageModel:
         missing = [s for s in self.inputs if s.name not in given]
         if missing:
             raise UserError(f"missing input(s): {', '.join(s.name for s in missing)}")
-        args = [tvm.runtime.tensor(np.asarray(given[s.name], order="C"), self.device) for s in self.inputs]
+        def arg(spec, value):
+            if spec.is_sequence:  # a Relax tuple parameter
+                return [tvm.runtime.tensor(np.asarray(v, order="C"), self.device) for v in value]
+            return tvm.runtime.tensor(np.asarray(value, order="C"), self.device)
+
+        args = [arg(s, given[s.name]) for s in self.inputs]
         return args + self._weights
 
     def _outputs(self, result) -> dict[str, np.ndarray]:
-        items = [result] if hasattr(result, "numpy") else list(result)
+        # One output comes back as itself (a tensor, or an Array for a sequence), several as an Array.
+        items = [result] if hasattr(result, "numpy") or len(self.outputs) == 1 else list(result)
         if len(items) != len(self.outputs):
             raise RuntimeError(f"module returned {len(items)} outputs, metadata lists {len(self.outputs)}")
         out = {}
         for spec, value in zip(self.outputs, items):
-            arr = value.numpy()
             want = numpy_dtype(spec.dtype)
-            out[spec.name] = arr if arr.dtype == want else arr.astype(want)
+            arrs = [v.numpy() for v in value] if spec.is_sequence else [value.numpy()]
+            arrs = [a if a.dtype == want else a.astype(want) for a in arrs]
+            out[spec.name] = arrs if spec.is_sequence else arrs[0]
         return out
 
 
