@@ -3,8 +3,9 @@
 TVM's converters read some operator inputs at import time (`axes`, `k`, `depth`, `pads`, shapes,
 scales, split sizes): where a model computes them at run time, Relax has no way to express the
 result's shape. crosstune's answer, in order:
-1. fold at the ONNX level every node whose inputs are all constants (Constant nodes included),
-   with ONNX's own reference implementation, so computed shapes and axes become initializers;
+1. fold at the ONNX level every node whose inputs are all constants (Constant nodes included, and
+   Shape/Size of a tensor whose shape is static), with ONNX's own reference implementation, so
+   computed shapes and axes become initializers;
 2. where a needed input still comes from a model input, `needs_binding` names it before any build
    (`crosstune inspect`) and the import fails with one line naming it;
 3. `--bind name=file.npy` makes that input a constant of the given value.
@@ -134,6 +135,18 @@ def _subgraph_names(node) -> set[str]:
     return names
 
 
+def _static_shapes(g) -> dict[str, tuple[int, ...]]:
+    """Value name -> shape, for tensors whose shape shape inference fixed completely."""
+    out = {}
+    for vi in [*g.input, *g.value_info, *g.output]:
+        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if tt is not None and tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            out[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
+    for t in g.initializer:
+        out[t.name] = tuple(int(d) for d in t.dims)
+    return out
+
+
 def fold_constants(proto):
     """A copy of `proto` with every node of the main graph whose inputs are all constants replaced by
     initializers holding its outputs (ONNX's reference implementation computes them). Returns the
@@ -153,6 +166,7 @@ def fold_constants(proto):
     inits = {t.name: t for t in g.initializer}
     folded: list[int] = []
     new: dict[str, np.ndarray] = {}
+    static = _static_shapes(g)
 
     def value(name):
         if name in new:
@@ -165,6 +179,16 @@ def fold_constants(proto):
         if node.domain not in ("", "ai.onnx") or node.op_type in NO_FOLD or any(a.HasField("g") or a.graphs for a in node.attribute):
             continue
         ins = [n for n in node.input if n]
+        if node.op_type in SHAPE_ONLY and ins and ins[0] in static:  # a static shape is a constant
+            shape = static[ins[0]]
+            if node.op_type == "Size":
+                new[node.output[0]] = np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+            else:
+                attrs = {a.name: a.i for a in node.attribute}
+                start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+                new[node.output[0]] = np.array(shape[slice(start, end)], dtype=np.int64)
+            folded.append(idx)
+            continue
         if any(n in inputs or (n not in values and n not in new) for n in ins):
             continue
         if node.op_type != "Constant" and not ins:

@@ -30,6 +30,15 @@ SHAPE_COMPATIBLE_OPS = frozenset({
 SMALL_INDEX_INITIALIZER = 4096
 
 
+def const(value):
+    """relax.const keeping the numpy dtype (TVM 0.27's relax.const makes int64 arrays int32 unless
+    the dtype is given)."""
+    from tvm import relax
+
+    value = np.asarray(value)
+    return relax.const(value, str(value.dtype))
+
+
 class Ctx:
     """What a crosstune converter gets besides its inputs and attributes."""
 
@@ -137,9 +146,9 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
             rest = types.SimpleNamespace(initializer=[t for t in graph.initializer if t not in small])
             super()._parse_graph_initializers(rest)
             for t in small:
-                self._nodes[t.name] = relax.const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
+                self._nodes[t.name] = const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
             for name, value in self._bound.items():
-                self._nodes[name] = relax.const(value)
+                self._nodes[name] = const(value)
 
         # ---- one node at a time, through TVM's loop
         def _check_for_unsupported_ops(self, graph):
@@ -188,7 +197,7 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
             saved, outer = self._node, dict(self._nodes)
             try:
                 for t in graph.initializer:
-                    self._nodes[t.name] = relax.const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
+                    self._nodes[t.name] = const(onnx_frontend.get_numpy(t).reshape(tuple(t.dims)))
                 for vi, value in zip(graph.input, values):
                     self._nodes[vi.name] = value
                 self._construct_nodes(graph)

@@ -39,7 +39,7 @@ def constant(ctx, inputs, attrs):
         value = dense
     else:
         raise ValueError("Constant has no value attribute (strings are not supported)")
-    return relax.const(value)
+    return relax.const(value, str(np.asarray(value).dtype))
 
 
 CASES = r"^test_constant$"

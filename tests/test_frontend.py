@@ -1,0 +1,134 @@
+"""crosstune's converter layer around TVM's importer: sequences, constant folding, shape values
+fed to ordinary operators, what needs binding. Each model is built, run and compared with ONNX
+Runtime (the registered converters' own checks are ONNX's node cases, in test_onnx_ops.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from conftest import assert_user_error, run_cli
+from onnx import TensorProto, helper
+
+import crosstune
+from crosstune.frontend import constants
+
+
+def _save(nodes, inputs, outputs, path, inits=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _ort(path, feeds):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
+def test_sequence_input_and_output(tmp_path):
+    """A sequence input (--input-shape seq=2x3+4x3), an element of it, and a sequence output."""
+    seq_t = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, None)
+    p = _save(
+        [helper.make_node("ConcatFromSequence", ["seq"], ["cat"], axis=0),
+         helper.make_node("SequenceAt", ["seq", "one"], ["second"]),
+         helper.make_node("SequenceInsert", ["seq", "second"], ["longer"])],
+        [seq_t], [helper.make_tensor_value_info("cat", TensorProto.FLOAT, None),
+                  helper.make_tensor_value_info("second", TensorProto.FLOAT, None),
+                  helper.make_tensor_sequence_value_info("longer", TensorProto.FLOAT, None)],
+        tmp_path / "seq.onnx", inits=[onnx.numpy_helper.from_array(np.array(1, np.int64), "one")])
+    assert_user_error(run_cli("compile", p, "-o", tmp_path / "s.ctm"),
+                      "input 'seq' is a sequence of float32 tensors", "--input-shape seq=2x3+2x3")
+    run_cli("compile", p, "-o", tmp_path / "s.ctm", "--input-shape", "seq=2x3+4x3", check=0)
+    pkg = crosstune.load(tmp_path / "s.ctm")
+    assert pkg.inputs[0].describe() == "sequence [2x3, 4x3] float32"
+    rng = np.random.default_rng(0)
+    seq = [rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)]
+    got, ref = pkg.run({"seq": seq}), _ort(p, {"seq": seq})
+    np.testing.assert_array_equal(got["cat"], ref["cat"])
+    np.testing.assert_array_equal(got["second"], ref["second"])
+    assert isinstance(got["longer"], list) and len(got["longer"]) == 3
+    for a, b in zip(got["longer"], ref["longer"]):
+        np.testing.assert_array_equal(a, b)
+    proc = run_cli("run", tmp_path / "s.ctm")  # seeded random inputs work for sequences too
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_shape_arithmetic_folds(tmp_path):
+    """Shape -> Mul -> ReduceProd -> Div -> Concat -> Reshape, the way exporters compute shapes:
+    with static shapes all of it folds, and TVM's Reshape gets the constant it needs."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    p = _save(
+        [helper.make_node("Shape", ["x"], ["s"], start=1),
+         helper.make_node("Mul", ["s", "two"], ["s2"]),
+         helper.make_node("ReduceProd", ["s2"], ["n"], keepdims=1),
+         helper.make_node("Div", ["n", "four"], ["m"]),
+         helper.make_node("Concat", ["m", "minus1"], ["shape"], axis=0),
+         helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+              helper.make_tensor_value_info("s2", TensorProto.INT64, None)],
+        tmp_path / "sh.onnx", opset=17,
+        inits=[onnx.numpy_helper.from_array(np.array([2], np.int64), "two"),
+               onnx.numpy_helper.from_array(np.array([4], np.int64), "four"),
+               onnx.numpy_helper.from_array(np.array([-1], np.int64), "minus1")])
+    src = onnx.shape_inference.infer_shapes(onnx.load(p))
+    assert [n.op_type for n in constants.fold_constants(src).graph.node] == ["Reshape"]
+    run_cli("compile", p, "-o", tmp_path / "sh.ctm", "--verify", check=0)
+    x_ = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    got, ref = crosstune.load(tmp_path / "sh.ctm").run({"x": x_}), _ort(p, {"x": x_})
+    np.testing.assert_array_equal(got["y"], ref["y"])
+    np.testing.assert_array_equal(got["s2"], ref["s2"])
+
+
+def test_shape_values_reach_ordinary_operators():
+    """Without folding (as inside a Loop body), TVM's Shape yields a shape value, which its
+    importer refuses to feed to Mul ('cannot handle ShapeExpr inputs'); crosstune's importer hands
+    it over as an int64 tensor, and a shape-valued graph output leaves as a tensor."""
+    import tvm
+    from tvm import relax
+
+    from crosstune import targets
+    from crosstune.compile import pipeline
+    from crosstune.frontend.importer import make_importer
+
+    g = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "two"], ["s2"]),
+         helper.make_node("Shape", ["x"], ["s_out"], start=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("s2", TensorProto.INT64, [2]), helper.make_tensor_value_info("s_out", TensorProto.INT64, [1])],
+        [onnx.numpy_helper.from_array(np.array([2], np.int64), "two")])
+    mod = make_importer({"x": [2, 3]}, {"x": "float32"}, {"": 17}).from_onnx(g, 17)
+    mod, params = relax.frontend.detach_params(mod)
+    built = pipeline.build(mod, list(params.get("main", [])), targets.get("x86-64"))
+    dev = tvm.cpu()
+    out = relax.VirtualMachine(built.executable, dev)["main"](tvm.runtime.tensor(np.zeros((2, 3), np.float32), dev), *built.weights)
+    assert out[0].numpy().tolist() == [4, 6] and out[0].numpy().dtype == np.int64
+    assert out[1].numpy().tolist() == [3]
+
+
+def test_constant_subgraphs_fold(tmp_path):
+    """Constant(value_floats) and Constant(value_ints) -> arithmetic -> Unsqueeze axes: folded to
+    initializers before import, so TVM sees constants where it needs them."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    nodes = [helper.make_node("Constant", [], ["c"], value_floats=[1.0, 2.0, 3.0]),
+             helper.make_node("Constant", [], ["a"], value_ints=[-1]),
+             helper.make_node("Abs", ["a"], ["axes"]),
+             helper.make_node("Add", ["x", "c"], ["xc"]),
+             helper.make_node("Unsqueeze", ["xc", "axes"], ["y"])]
+    p = _save(nodes, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 1])], tmp_path / "f.onnx")
+    folded = constants.fold_constants(onnx.load(p))
+    assert [n.op_type for n in folded.graph.node] == ["Add", "Unsqueeze"]
+    assert {t.name for t in folded.graph.initializer} == {"c", "axes"}
+    run_cli("compile", p, "-o", tmp_path / "f.ctm", "--verify", check=0)
+
+
+def test_needs_binding_follows_values_not_shapes():
+    """An input whose value reaches Reshape's shape needs binding; one whose shape does not."""
+    g = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"]),
+         helper.make_node("Add", ["n", "n"], ["n2"]), helper.make_node("Reshape", ["x", "n2"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+              helper.make_tensor_value_info("n", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    assert constants.needs_binding(g) == {"n": ["node 'z' (Reshape) input 'n2'"]}
