@@ -288,6 +288,7 @@ def cmd_tune(args) -> int:
     from . import targets
     from .tuning import TuneOptions, tune_model
     from .tuning.pools import MeasureConfig
+    from .frontend.constants import parse_bindings
 
     target = targets.get(args.target)
     for name, value in (("--trials", args.trials), ("--trials-per-task", args.trials_per_task)):
@@ -306,6 +307,7 @@ def cmd_tune(args) -> int:
         measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
         precision=args.precision,
         population=args.population,
+        bindings=parse_bindings(args.bind),
     )
     from .tuning import logstore
 
@@ -662,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-budget", metavar="DURATION", help="stop after this long, e.g. 20m, 1.5h")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.add_argument("--bind", action="append", metavar="NAME=FILE.npy",
+                   help="make model input NAME a constant of this value, as compile --bind does (repeatable)")
     s.add_argument("--trials-per-round", type=int, default=32, help="candidates built and measured per round (default 32)")
     s.add_argument("--build-workers", type=int, help="parallel build processes (default: all cores)")
     s.add_argument("--min-repeat-ms", type=int, default=100, help="shortest timed repeat per candidate (default 100)")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import models
 import onnx
 import pytest
@@ -526,3 +527,24 @@ def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, t
     final = records(store)
     assert records(store, skip=set(store.glob("*.jsonl")) - {Path(shard)}) == on_disk
     assert sorted(per_workload(final).values()) == [PER_TASK, PER_TASK]
+
+
+def test_tune_takes_bindings_as_compile_does(tmp_path):
+    """A model that needs an input bound: tune says so in one line, and tunes with --bind."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="best"), helper.make_node("Relu", ["v"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "u.onnx")
+    np.save(tmp_path / "k.npy", np.array([8], dtype=np.int64))
+    store = tmp_path / "db"
+    proc = run_cli("tune", tmp_path / "u.onnx", *FAST, "--trials", "2", "--db", store)
+    assert_user_error(proc, "node 'best' (TopK) needs model input 'k' as a constant", "--bind k=FILE.npy")
+    proc = run_cli("tune", tmp_path / "u.onnx", *FAST, "--trials", "2", "--db", store,
+                   "--bind", f"k={tmp_path / 'k.npy'}", check=0)
+    assert int(SUMMARY.search(proc.stdout).group(2)) >= 1

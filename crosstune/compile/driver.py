@@ -53,19 +53,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
     progress("import")
     t = time.perf_counter()
-    src = onnx_model.load(model)
     bindings = dict(options.bindings)
-    if bindings:
-        names = [s.name for s in src.inputs]
-        for name in bindings:
-            if name not in names:
-                raise UserError(f"--bind {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
-    # A bound input's shape is its value's: it pins the input's dynamic dimensions too.
-    dynamic = {s.name for s in src.inputs if not s.static}
-    shapes = {**{n: tuple(v.shape) for n, v in bindings.items() if n in dynamic and n not in options.input_shapes},
-              **options.input_shapes}
-    src = onnx_model.with_shapes(src, shapes)
-    relax_model = relax_import.to_relax(src, bindings=bindings)
+    src, relax_model = relax_import.load_and_import(model, options.input_shapes, bindings)
     if bindings:
         src = dataclasses.replace(src, inputs=[s for s in src.inputs if s.name not in bindings])
     timings["import_s"] = time.perf_counter() - t

@@ -111,6 +111,24 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
     return RelaxModel(mod, weights, names)
 
 
+def load_and_import(source, input_shapes: dict, bindings: dict | None = None):
+    """Load, pin shapes (a bound input's value pins its own), import: (OnnxModel, RelaxModel).
+    What compile and tune share."""
+    from . import onnx_model
+
+    src = onnx_model.load(source)
+    bindings = dict(bindings or {})
+    names = [s.name for s in src.inputs]
+    for name in bindings:
+        if name not in names:
+            raise UserError(f"--bind {name}: the model has no input '{name}' (inputs: {', '.join(names)})")
+    dynamic = {s.name for s in src.inputs if not s.static}
+    shapes = {**{n: tuple(v.shape) for n, v in bindings.items() if n in dynamic and n not in input_shapes},
+              **input_shapes}
+    src = onnx_model.with_shapes(src, shapes)
+    return src, to_relax(src, bindings=bindings)
+
+
 class NeedsBinding(UserError):
     """A node needs as a constant a value that comes from model inputs."""
 

@@ -41,6 +41,7 @@ class TuneOptions:
     population: int = 256  # evolutionary search population (stock: 512)
     db: str | None = None
     input_shapes: dict = field(default_factory=dict)
+    bindings: dict = field(default_factory=dict)  # --bind: model inputs made constants (as compile's)
     seed: int = 0
     builders: int | None = None  # build workers (default: all cores)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -118,7 +119,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     """Tune `model` (ONNX path or ModelProto, or a list of them: one job, one budget, kernels that
     several models share tuned once) for `options.target`; records go to the store."""
     from .. import targets
-    from ..compile import onnx_model, pipeline, relax_import
+    from ..compile import pipeline, relax_import
 
     stage = stage or (lambda s: None)
     target = targets.get(options.target)
@@ -131,8 +132,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     tasks, names, origins = [], [], []
     for m in models:
         stage("import")
-        src = onnx_model.with_shapes(onnx_model.load(m), options.input_shapes)
-        relax_model = relax_import.to_relax(src)
+        src, relax_model = relax_import.load_and_import(m, options.input_shapes, options.bindings)
         stage("extract")
         for precision in precisions:
             prepared = pipeline.workloads(relax_model.mod, target, precision)
