@@ -167,6 +167,7 @@ def fold_constants(proto):
     folded: list[int] = []
     new: dict[str, np.ndarray] = {}
     static = _static_shapes(g)
+    graph_outputs = {o.name for o in g.output}  # a graph output stays computed (a weight cannot be one)
 
     def value(name):
         if name in new:
@@ -179,6 +180,8 @@ def fold_constants(proto):
         if node.domain not in ("", "ai.onnx") or node.op_type in NO_FOLD or any(a.HasField("g") or a.graphs for a in node.attribute):
             continue
         ins = [n for n in node.input if n]
+        if graph_outputs.intersection(node.output):
+            continue
         if node.op_type in SHAPE_ONLY and ins and ins[0] in static:  # a static shape is a constant
             shape = static[ins[0]]
             if node.op_type == "Size":
