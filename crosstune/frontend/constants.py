@@ -180,8 +180,6 @@ def fold_constants(proto):
         if node.domain not in ("", "ai.onnx") or node.op_type in NO_FOLD or any(a.HasField("g") or a.graphs for a in node.attribute):
             continue
         ins = [n for n in node.input if n]
-        if graph_outputs.intersection(node.output):
-            continue
         if node.op_type in SHAPE_ONLY and ins and ins[0] in static:  # a static shape is a constant
             shape = static[ins[0]]
             if node.op_type == "Size":
@@ -216,7 +214,17 @@ def fold_constants(proto):
         return proto
     proto = copy.deepcopy(proto)
     g = proto.graph
-    keep = [n for i, n in enumerate(g.node) if i not in set(folded)]
+    # A folded value that is also a graph output: the node stays to compute the output (a weight
+    # cannot be returned), and consumers read the folded copy under another name.
+    renamed = {n: f"{n}__folded" for n in new if n in graph_outputs}
+    kept_for_output = {i for i in folded if renamed.keys() & set(g.node[i].output)}
+    for n in g.node:
+        for j, name in enumerate(n.input):
+            if name in renamed:
+                n.input[j] = renamed[name]
+    for old, new_name in renamed.items():
+        new[new_name] = new.pop(old)
+    keep = [n for i, n in enumerate(g.node) if i not in set(folded) - kept_for_output]
     used = {o.name for o in g.output}
     for n in keep:
         used |= set(n.input) | _subgraph_names(n)
