@@ -77,7 +77,7 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
     for s in model.inputs:
         if not s.static and s.name not in bound:
             raise UserError(f"input '{s.name}' has dynamic shape; give it with --input-shape")
-    proto = constants.fold_constants(proto)
+    proto = constants.fold_constants(_with_value_shapes(proto))
 
     from tvm import relax
 
@@ -151,6 +151,19 @@ def _failure_line(graph, node, err: Exception) -> Exception | str:
         return NeedsBinding(f"node '{name}' ({node.op_type}) needs {'these model inputs' if len(feeding) > 1 else 'model input'} "
                            f"{', '.join(repr(n) for n in feeding)} as a constant: give the value with {binds}", feeding)
     return f"cannot convert node '{name}' ({node.op_type}): {type(err).__name__}: {detail}"
+
+
+def _with_value_shapes(proto):
+    """The model with every intermediate value's type inferred (what folding Shape/Size needs);
+    the model unchanged where inference fails."""
+    if proto.graph.value_info or not proto.graph.node:
+        return proto
+    from onnx import shape_inference
+
+    try:
+        return shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is an optimisation here; the import reports real problems
+        return proto
 
 
 def _without_initializer_inputs(proto):

@@ -61,8 +61,8 @@ class Ctx:
             return None
         if isinstance(expr, tvm.ir.GenericConst):  # TVM 0.27's Relax constant
             return expr.value.numpy()
-        if isinstance(expr, relax.Var) and expr.name_hint in self.importer._params:
-            return self.importer._params[expr.name_hint][1].numpy()
+        if isinstance(expr, relax.Var) and str(expr.name) in self.importer._params:
+            return self.importer._params[str(expr.name)][1].numpy()
         if isinstance(expr, relax.ShapeExpr) and all(hasattr(v, "value") for v in expr.values):
             return np.array([int(v.value) for v in expr.values], dtype=np.int64)
         return None
