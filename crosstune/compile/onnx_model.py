@@ -130,6 +130,9 @@ def _dtype(type_proto: onnx.TypeProto) -> str:
 
 
 def _spec(vi: onnx.ValueInfoProto, elems=None) -> TensorSpec:
+    if vi.type.HasField("optional_type") and vi.type.optional_type.elem_type.HasField("sequence_type"):
+        # An optional sequence: built for it being present, as a sequence.
+        vi = onnx.helper.make_value_info(vi.name, vi.type.optional_type.elem_type)
     if vi.type.HasField("optional_type") and vi.type.optional_type.elem_type.HasField("tensor_type"):
         # An optional tensor: crosstune builds for it being present (an empty one cannot be passed).
         dims = _dims(vi.type.optional_type.elem_type)
@@ -199,6 +202,8 @@ def with_shapes(
         return model  # static already, outputs declared: nothing to infer
     proto = copy.deepcopy(model.proto)
     for vi in proto.graph.input:
+        if vi.type.HasField("optional_type") and vi.type.optional_type.elem_type.HasField("sequence_type"):
+            vi.type.CopyFrom(vi.type.optional_type.elem_type)  # built for a present value: a sequence
         if vi.name in shapes and isinstance(shapes[vi.name], SequenceShape):
             tt = vi.type.sequence_type.elem_type.tensor_type
             elems = shapes[vi.name]

@@ -155,6 +155,13 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
             pass  # crosstune checks coverage (with domains and opsets) before importing
 
         def _construct_nodes(self, graph):
+            if graph is self._main_graph:
+                # A sequence input's items as Vars: TVM's converters take a bare TupleGetItem for a
+                # constant (BinaryBase reads `.value`).
+                for name in sequences or {}:
+                    value = self._nodes.get(name)
+                    if isinstance(value, relax.Tuple):
+                        self._nodes[name] = relax.Tuple([self.bb.emit(f) for f in value.fields])
             for node in graph.node:
                 self._node = node
                 swapped = {}
@@ -164,7 +171,13 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
                         if isinstance(value, relax.Expr) and isinstance(value.ty, relax.ShapeType):
                             swapped[name] = value
                             self._nodes[name] = self.bb.normalize(relax.op.shape_to_tensor(value))
-                if len(node.output) == 1 and node.output[0] in self._seq_values and node.op_type not in ("If", "Loop", "Scan"):
+                if (graph is not self._main_graph and self._fold(node)) or (node.op_type == "If" and self._constant_if(node)):
+                    for name, value in swapped.items():
+                        self._nodes[name] = value
+                    self._node = None
+                    continue
+                ours = registry.lookup(node.op_type, self._opset(node), node.domain) is not None
+                if len(node.output) == 1 and node.op_type != "If" and (ours or node.output[0] in self._seq_values):
                     self._convert_sequence_node(node)  # TVM would keep only a returned tuple's first item
                 else:
                     super()._construct_nodes(types.SimpleNamespace(node=[node]))  # on failure, _node names the culprit
@@ -177,6 +190,56 @@ def make_importer(shape_dict: dict, dtype_dict: dict, opsets: dict[str, int], bo
                     value = self._nodes.get(out.name)
                     if isinstance(value, relax.Expr) and isinstance(value.ty, relax.ShapeType):
                         self._nodes[out.name] = self.bb.normalize(relax.op.shape_to_tensor(value))
+
+        def _fold(self, node) -> bool:
+            """In a subgraph (an unrolled Loop/Scan body, an If branch), a node whose inputs are all
+            constants is computed now with ONNX's reference implementation, as the main graph's are
+            before import: the iteration number is a constant in each unrolled copy, so what the body
+            computes from it (conditions, slice bounds) becomes constant too."""
+            from onnx import helper
+            from onnx.reference import ReferenceEvaluator
+            from .constants import NO_FOLD, FOLD_LIMIT
+
+            if node.domain not in registry.STANDARD_DOMAINS or node.op_type in NO_FOLD or node.op_type == "Constant":
+                return False
+            if any(a.HasField("g") or a.graphs for a in node.attribute):
+                return False
+            ins = [n for n in node.input if n]
+            if not ins:
+                return False
+            ctx = Ctx(self, node, self._opset(node))
+            feeds = {}
+            for name in ins:
+                value = self._nodes.get(name)
+                c = ctx.const(value) if value is not None and not isinstance(value, relax.Var) else None
+                if c is None or c.dtype.kind in "OUS" or c.dtype.type.__module__ == "ml_dtypes":
+                    return False
+                feeds[name] = c
+            try:
+                one = helper.make_model(
+                    helper.make_graph([node], "fold", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()],
+                                      [helper.make_empty_tensor_value_info(o) for o in node.output if o]),
+                    opset_imports=[helper.make_opsetid("", self._opset(node))])
+                outs = ReferenceEvaluator(one).run(None, feeds)
+            except Exception:  # noqa: BLE001 - what the reference cannot compute stays a computation
+                return False
+            if any(not isinstance(o, np.ndarray) or o.size > FOLD_LIMIT or o.dtype.kind in "OUS" for o in outs):
+                return False
+            for name, out in zip([o for o in node.output if o], outs):
+                self._nodes[name] = const(out)
+            return True
+
+        def _constant_if(self, node) -> bool:
+            """An If whose condition is a constant: convert only the branch it takes, inline (its
+            outputs may be sequences, optionals or differ in shape from the other branch's)."""
+            cond = Ctx(self, node, self._opset(node)).const(self._nodes.get(node.input[0]))
+            if cond is None:
+                return False
+            attrs = {a.name: a.g for a in node.attribute if a.HasField("g")}
+            branch = attrs["then_branch" if bool(np.asarray(cond).reshape(-1)[0]) else "else_branch"]
+            for name, value in zip(node.output, self.convert_body(branch, [])):
+                self._nodes[name] = value
+            return True
 
         def _opset(self, node) -> int:
             domain = "" if node.domain in registry.STANDARD_DOMAINS else node.domain

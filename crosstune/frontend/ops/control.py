@@ -26,22 +26,9 @@ from ..importer import const
 from ..registry import converter
 
 CASES = r"^test_(loop|scan|sequence_map|range_.*_expanded)"
-_BIND = "the trip count and condition are model inputs; the runner binds them only once constants.NEEDS_CONSTANT lists Loop"
-_SEQ_OUT = ("a one-output Loop whose output is a sequence: the importer keeps only the tuple's first item "
-            "(it sends Loop/Scan to TVM's output handling, not _convert_sequence_node)")
 KNOWN_FAILURES: dict[str, str] = {
-    "test_loop11": _BIND,
-    "test_loop13_seq": _BIND + "; and " + _SEQ_OUT,
-    "test_loop16_seq_none": "an optional(sequence) model input: onnx_model treats it as a tensor of unknown rank",
     "test_range_bfloat16_type_positive_delta_expanded": "the trip count is computed in bfloat16, which the ONNX-level "
                                                         "folding skips, so it is no constant (ONNX Runtime fails it too)",
-    "test_range_float16_type_positive_delta_expanded": _BIND,
-    "test_range_float_type_positive_delta_expanded": _BIND,
-    "test_range_int32_type_negative_delta_expanded": _BIND,
-    "test_sequence_map_add_1_sequence_1_tensor_expanded": _SEQ_OUT,
-    "test_sequence_map_add_2_sequences_expanded": _SEQ_OUT,
-    "test_sequence_map_extract_shapes_expanded": _SEQ_OUT,
-    "test_sequence_map_identity_1_sequence_expanded": _SEQ_OUT,
 }
 
 MAX_UNROLL = 4096  # iterations of a loop whose end a constant condition decides
