@@ -152,18 +152,18 @@ def apply_records(prepared, target: Target, database):
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(prepared)
 
 
-def finish(mod, target: Target):
-    """Stage 3: weight-only computations lifted into `main_transform_params`."""
+def finish(mod, target: Target, tuned: bool = True):
+    """Stage 3: weight-only computations lifted into `main_transform_params`. The layout-rewrite
+    split runs only when tuned schedules were applied (only they rewrite layouts); it fails on a
+    kernel that is one opaque block (TVM's scatter_elements, MaxUnpool) even when there is nothing
+    to split."""
     import tvm
     from tvm import relax
 
+    passes = [relax.transform.SplitLayoutRewritePreproc()] if tuned else []
     with tuning_target(target):
         return tvm.transform.Sequential(
-            [
-                relax.transform.SplitLayoutRewritePreproc(),
-                relax.transform.LiftTransformParams(),
-                relax.transform.FoldConstant(),
-            ]
+            [*passes, relax.transform.LiftTransformParams(), relax.transform.FoldConstant()]
         )(mod)
 
 
@@ -223,7 +223,7 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
         return Built(executable, new_weights, cov)
     cov = coverage(prepared, target, database, db_label) if database is not None else None
     scheduled = apply_records(prepared, target, database)
-    finished = finish(scheduled, target)
+    finished = finish(scheduled, target, tuned=bool(cov and cov.covered))
     new_weights = transform_weights(finished, weights)
     executable = tvm.compile(main_only(finished), target=target.tvm_target())
     return Built(executable, new_weights, cov)

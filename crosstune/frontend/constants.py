@@ -28,7 +28,7 @@ NEEDS_CONSTANT: dict[str, tuple[int, ...]] = {
     "DFT": (1, 2), "STFT": (1, 3), "MaxUnpool": (2,), "MelWeightMatrix": (0, 1, 2, 3, 4),
     "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "ReverseSequence": (),
     "SequenceInsert": (2,), "SequenceErase": (1,), "SequenceAt": (1,), "SplitToSequence": (1,),
-    "Loop": (0, 1), "If": (0,),
+    "Loop": (0, 1), "If": (0,), "AffineGrid": (1,),
     **{op: (1,) for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                            "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")},
 }
