@@ -91,6 +91,25 @@ def cmd_targets(args) -> int:
     return EXIT_OK
 
 
+def cmd_ops(args) -> int:
+    """crosstune's converter layer: each operator it converts, the opsets, and what it adds to TVM."""
+    from .frontend import registry
+    from .textfmt import table
+
+    tvm_has = registry.tvm_ops()
+    rows = []
+    for e in registry.entries():
+        op = e.op if not e.domain else f"{e.domain}.{e.op}"
+        what = "fixes TVM's" if not e.domain and e.op in tvm_has else "new"
+        rows.append([op, e.versions, e.family, what, e.note])
+    say(table(["OPERATOR", "OPSETS", "MODULE", "", "NOTE"], rows))
+    say("")
+    say(f"{len(rows)} converters in crosstune.frontend.ops ({sum(r[3] == 'new' for r in rows)} new, "
+        f"{sum(r[3] != 'new' for r in rows)} replacing TVM's for those opsets); everything else goes to TVM's "
+        f"Relax ONNX frontend ({len(tvm_has)} operators). `crosstune inspect MODEL` says who converts each of a model's.")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- inspect
 def cmd_inspect(args) -> int:
     if args.model.endswith(".ctm"):
@@ -630,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("targets", help="list target presets")
     s.set_defaults(func=cmd_targets)
 
+    s = sub.add_parser("ops", help="list the ONNX operators crosstune's converter layer adds to or fixes in TVM's")
+    s.set_defaults(func=cmd_ops)
+
     shape_help = "static shape for an input with dynamic dimensions, NAME=1x3x224x224 (repeatable)"
     s = sub.add_parser("inspect", help="check an ONNX model and say who converts each operator (or describe a .ctm)")
     s.add_argument("model", help="an .onnx model, or a .ctm package")
@@ -810,6 +832,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _Interrupt.handler)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `crosstune ops | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's exit flush would fail again
+        return EXIT_OK
     except (KeyboardInterrupt, Exception) as err:
         return _exit_code(err, args.debug)
 

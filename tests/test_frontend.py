@@ -136,3 +136,13 @@ def test_needs_binding_follows_values_not_shapes():
               helper.make_tensor_value_info("n", TensorProto.INT64, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
     assert constants.needs_binding(g) == {"n": ["node 'z' (Reshape) input 'n2'"]}
+
+
+def test_ops_lists_the_layer():
+    from crosstune.frontend import registry
+
+    out = run_cli("ops", check=0).stdout
+    rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[2:] if line.strip() and not line.startswith(" ")}
+    assert rows["LSTM"][:3] == ["1+", "rnn", "new"]
+    assert rows["LayerNormalization"][:3] == ["17+", "normalization", "fixes"]  # "fixes TVM's"
+    assert len(registry.entries()) == sum(1 for line in out.splitlines()[2:] if line and line[0] != " " and "converters" not in line)
