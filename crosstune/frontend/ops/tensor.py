@@ -443,6 +443,16 @@ def _reduce_extreme(ctx, inputs, attrs, op):
         axes = list(range(r))
     axes = sorted(a + r if a < 0 else a for a in axes)
     empty = any(shape[a] == 0 for a in axes)
+    if dt.startswith(("float", "bfloat")) and not empty:
+        # TVM starts a float max (min) at the lowest (highest) finite value, so a slice of all -inf
+        # (+inf) gives that value, not -inf (+inf): masked attention rows then turn into NaN
+        # instead of being caught. Where no element is above -inf (below +inf), the answer is it.
+        y = ctx.bb.normalize(_tvm(ctx, op, inputs, attrs))
+        inf = const(np.array(-np.inf if op == "ReduceMax" else np.inf, dtype=np.float32))
+        xf = relax.op.astype(x, "float32")
+        beyond = relax.op.greater(xf, inf) if op == "ReduceMax" else relax.op.less(xf, inf)
+        some = relax.op.astype(relax.op.max(relax.op.astype(beyond, "uint8"), axis=axes, keepdims=bool(keep)), "bool")
+        return relax.op.where(some, y, relax.op.astype(inf, dt))
     if dt != "bool" and not empty:
         return _tvm(ctx, op, inputs, attrs)
     out_shape = [1 if i in axes else d for i, d in enumerate(shape) if keep or i not in axes]
@@ -460,12 +470,12 @@ def _reduce_extreme(ctx, inputs, attrs, op):
     return relax.op.astype(y, "bool")
 
 
-@converter("ReduceMax", since=1, note="bool inputs and empty reduced dims (-inf); the rest is TVM's")
+@converter("ReduceMax", since=1, note="bool inputs, empty reduced dims and all -inf slices give -inf; the rest is TVM's")
 def reduce_max(ctx, inputs, attrs):
     return _reduce_extreme(ctx, inputs, attrs, "ReduceMax")
 
 
-@converter("ReduceMin", since=1, note="bool inputs and empty reduced dims (+inf); the rest is TVM's")
+@converter("ReduceMin", since=1, note="bool inputs, empty reduced dims and all +inf slices give +inf; the rest is TVM's")
 def reduce_min(ctx, inputs, attrs):
     return _reduce_extreme(ctx, inputs, attrs, "ReduceMin")
 
