@@ -24,11 +24,6 @@ from ..frontend.registry import STANDARD_DOMAINS
 from .onnx_model import OnnxModel, op_histogram
 
 
-def frontend_ops() -> frozenset[str]:
-    """Operator types TVM's Relax ONNX frontend converts (kept for callers; see registry.coverage)."""
-    return registry.tvm_ops()
-
-
 def model_opsets(proto) -> dict[str, int]:
     """Domain ("" for ONNX's own) -> the model's opset for it."""
     return {("" if o.domain in STANDARD_DOMAINS else o.domain): o.version for o in proto.opset_import}
@@ -44,12 +39,6 @@ def coverage_table(proto) -> list[tuple[str, int, int, str]]:
         opset = opsets.get(d, 1)
         rows.append((op if d == "" else f"{d}.{op}", opset, n, registry.coverage(op, opset, d)))
     return rows
-
-
-def unsupported_ops(model: OnnxModel) -> dict[str, int]:
-    """'Op' (or 'domain.Op' outside the standard domain) -> node count, for ops that neither TVM's
-    frontend nor crosstune's layer converts at the model's opset."""
-    return {op: n for op, _, n, who in coverage_table(model.proto) if who == "none"}
 
 
 @dataclass
