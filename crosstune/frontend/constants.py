@@ -215,17 +215,13 @@ def fold_constants(proto):
         return proto
     proto = copy.deepcopy(proto)
     g = proto.graph
-    # A folded value that is also a graph output: the node stays to compute the output (a weight
-    # cannot be returned), and consumers read the folded copy under another name.
-    renamed = {n: f"{n}__folded" for n in new if n in graph_outputs}
-    kept_for_output = {i for i in folded if renamed.keys() & set(g.node[i].output)}
-    for n in g.node:
-        for j, name in enumerate(n.input):
-            if name in renamed:
-                n.input[j] = renamed[name]
-    for old, new_name in renamed.items():
-        new[new_name] = new.pop(old)
-    keep = [n for i, n in enumerate(g.node) if i not in set(folded) - kept_for_output]
+    # A folded value that is also a graph output becomes a Constant node: a weight cannot be
+    # returned (TVM's LiftTransformParams leaves `main` returning an undefined var when an output
+    # depends on weights alone), a constant can.
+    outputs_folded = {n: new.pop(n) for n in list(new) if n in graph_outputs}
+    consts = [helper.make_node("Constant", [], [n], name=f"{n}__constant", value=numpy_helper.from_array(v, n))
+              for n, v in outputs_folded.items()]
+    keep = consts + [n for i, n in enumerate(g.node) if i not in set(folded)]
     used = {o.name for o in g.output}
     for n in keep:
         used |= set(n.input) | _subgraph_names(n)
