@@ -60,6 +60,12 @@ MARK = "@@conformance "  # prefix of the child's protocol lines on stdout
 STRINGS = "string tensors: TVM has no string dtype"
 LIMITS = {op: STRINGS for op in ("StringSplit", "StringConcat", "RegexFullMatch", "StringNormalizer")}
 LIMITS.update({op: "training-only operator, not inference" for op in ("Gradient", "Adam", "Adagrad", "Momentum")})
+# Single cases whose failure is understood only as far as said here.
+CASE_NOTES = {
+    "test_attention_4d_causal_fp16_expanded": "float16 rounding: 2 of 192 values differ from the reference by "
+                                              "one unit in the last place (0.00049); where crosstune's chain "
+                                              "rounds differently was not found",
+}
 RAW_TYPES = {16, 17, 18, 19, 20, 24}  # TensorProto BFLOAT16 and the FLOAT8 types: one or two bytes each
 
 
@@ -487,7 +493,7 @@ def markdown(doc: dict) -> str:
     lines += ["", "Each case, with why where it is known (an ops module's KNOWN_FAILURES, or an operator crosstune "
               "cannot have), else the first error line:", "",
               "| operator | case | crosstune | why / first error line |", "|---|---|---|---|"]
-    lines += [f"| {op} | {name} | {STATUSES[c['status']]} | {cell(known.get(name) or LIMITS.get(op) or c['error'])} |"
+    lines += [f"| {op} | {name} | {STATUSES[c['status']]} | {cell(known.get(name) or CASE_NOTES.get(name) or LIMITS.get(op) or c['error'])} |"
               for op, name, c in gap]
     return "\n".join(lines) + "\n"
 

@@ -90,7 +90,8 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
                 if os.environ.get("CROSSTUNE_DEBUG"):
                     traceback.print_exc()
         importer = None
-        gc.collect()  # destroy a failed import's BlockBuilder while its warning is captured
+        if failure:
+            gc.collect()  # destroy a failed import's BlockBuilder while its warning is captured
     if failure:
         raise failure if isinstance(failure, UserError) else UserError(failure)
     mod, params = relax.frontend.detach_params(mod)

@@ -34,47 +34,69 @@ NEEDS_CONSTANT: dict[str, tuple[int, ...]] = {
 }
 # Ops whose output depends on their input's shape only, not its values.
 SHAPE_ONLY = {"Shape", "Size"}
+# Ops whose output says whether an optional holds a value (known when importing), not what value.
+PRESENCE_ONLY = {"OptionalHasElement"}
 # Not folded: random draws and ops with side channels.
 NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
            "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceMap"}
 FOLD_LIMIT = 1 << 20  # elements: a folded output larger than this stays a computation
 
 
-def value_sources(graph) -> dict[str, set[str]]:
-    """Value name -> the graph inputs whose *values* it depends on (Shape/Size cut the chain)."""
+def value_sources(graph, outer: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """Value name -> the graph inputs whose *values* it depends on (Shape/Size cut the chain). A node
+    with subgraphs (If, Loop, Scan) also depends on the outer values its bodies read; `outer` gives
+    the sources of names a subgraph reads from the graphs around it."""
     inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
-    src: dict[str, set[str]] = {name: {name} for name in inputs}
+    src: dict[str, set[str]] = dict(outer or {})
+    src.update({name: {name} for name in inputs if outer is None})
     for node in graph.node:
         deps: set[str] = set()
-        if node.op_type not in SHAPE_ONLY:
-            for name in node.input:
+        if node.op_type not in SHAPE_ONLY | PRESENCE_ONLY:
+            for name in [*node.input, *_subgraph_names(node)]:
                 deps |= src.get(name, set())
         for name in node.output:
             src[name] = deps
     return src
 
 
+def _subgraphs(node):
+    for a in node.attribute:
+        yield from ([a.g] if a.HasField("g") else []) + list(a.graphs)
+
+
+def _needs(graph, src: dict[str, set[str]], node=None):
+    """(node, input name, model inputs it comes from) for each needs-constant slot of `node` (every
+    node of `graph` when None) and of the nodes in their subgraphs, at any depth."""
+    for n in ([node] if node is not None else graph.node):
+        for pos in NEEDS_CONSTANT.get(n.op_type, ()):
+            if pos < len(n.input) and n.input[pos]:
+                yield n, n.input[pos], src.get(n.input[pos], set())
+        for g in _subgraphs(n):
+            # a body's own inputs stand for the node's, position by position: a Loop body's are
+            # (iteration number, condition, carried values...) for the node's (M, cond, initial
+            # values...), and the iteration number is known wherever the trip count is
+            inner = dict(src)
+            for k, vi in enumerate(g.input):
+                outer_name = n.input[k] if k < len(n.input) else ""
+                inner[vi.name] = set() if n.op_type == "Loop" and k == 0 else src.get(outer_name, set())
+            yield from _needs(g, value_sources(g, inner))
+
+
 def needs_binding(graph, opsets: dict[str, int] | None = None) -> dict[str, list[str]]:
     """Model input -> the "node (Op) input 'name'" places where TVM needs its value as a constant.
     These are the inputs `--bind` may be needed for (TVM converts some of them dynamically)."""
-    src = value_sources(graph)
     out: dict[str, list[str]] = {}
-    for node in graph.node:
-        for pos in NEEDS_CONSTANT.get(node.op_type, ()):
-            if pos < len(node.input) and node.input[pos]:
-                for inp in sorted(src.get(node.input[pos], ())):
-                    where = f"node '{node.name or node.output[0]}' ({node.op_type}) input '{node.input[pos]}'"
-                    out.setdefault(inp, []).append(where)
+    for node, name, sources in _needs(graph, value_sources(graph)):
+        for inp in sorted(sources):
+            out.setdefault(inp, []).append(f"node '{node.name or node.output[0]}' ({node.op_type}) input '{name}'")
     return out
 
 
 def unbound_constant_inputs(graph, node) -> list[str]:
-    """The model inputs that feed `node`'s needs-constant positions."""
-    src = value_sources(graph)
+    """The model inputs that feed `node`'s needs-constant positions, or those of its subgraphs."""
     names: list[str] = []
-    for pos in NEEDS_CONSTANT.get(node.op_type, ()):
-        if pos < len(node.input) and node.input[pos]:
-            names += [n for n in sorted(src.get(node.input[pos], ())) if n not in names]
+    for _, _, sources in _needs(graph, value_sources(graph), node):
+        names += [n for n in sorted(sources) if n not in names]
     return names
 
 
@@ -150,8 +172,68 @@ def _static_shapes(g) -> dict[str, tuple[int, ...]]:
 
 def fold_constants(proto):
     """A copy of `proto` with every node of the main graph whose inputs are all constants replaced by
-    initializers holding its outputs (ONNX's reference implementation computes them). Returns the
-    proto unchanged when nothing folds."""
+    initializers holding its outputs (ONNX's reference implementation computes them), and every If
+    whose condition thereby becomes a constant replaced by the branch it takes (then folded in
+    turn: function bodies such as AffineGrid's compute shapes through If). Returns the proto
+    unchanged when nothing folds."""
+    for _ in range(16):
+        proto = _fold_once(proto)
+        inlined = inline_constant_ifs(proto)
+        if inlined is proto:
+            return proto
+        proto = _reinfer(inlined)
+    return proto
+
+
+def inline_constant_ifs(proto):
+    """If nodes of the main graph whose condition is an initializer, replaced by the nodes of the
+    branch taken (and an Identity per output). Returns `proto` itself when there is none."""
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    def tensors_only(n):  # sequences and optionals stay with the importer's own If handling
+        return all(o.type.HasField("tensor_type") for g in _subgraphs(n) for o in g.output)
+
+    todo = {i for i, n in enumerate(g.node)
+            if n.op_type == "If" and n.domain in ("", "ai.onnx") and n.input and n.input[0] in inits
+            and int(np.prod(inits[n.input[0]].dims, dtype=np.int64)) == 1 and tensors_only(n)}
+    if not todo:
+        return proto
+    proto = copy.deepcopy(proto)
+    g = proto.graph
+    nodes = []
+    for i, n in enumerate(g.node):
+        if i not in todo:
+            nodes.append(n)
+            continue
+        taken = "then_branch" if bool(numpy_helper.to_array(inits[n.input[0]]).reshape(-1)[0]) else "else_branch"
+        branch = next(a.g for a in n.attribute if a.name == taken)
+        nodes.extend(branch.node)
+        g.initializer.extend(branch.initializer)
+        g.value_info.extend(branch.value_info)
+        nodes.extend(helper.make_node("Identity", [b.name], [o], name=f"{o}__{taken}")
+                     for o, b in zip(n.output, branch.output) if o)
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto
+
+
+def _reinfer(proto):
+    """Types and shapes inferred afresh (inlined branches bring values shape inference had not
+    reached); the model unchanged where inference fails."""
+    from onnx import shape_inference
+
+    try:
+        fresh = copy.deepcopy(proto)
+        del fresh.graph.value_info[:]
+        return shape_inference.infer_shapes(fresh, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference only helps folding
+        return proto
+
+
+def _fold_once(proto):
+    """One forward pass of `fold_constants` over the main graph."""
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 

@@ -4,6 +4,9 @@
 - Celu (opset 12): max(0, x) + min(0, alpha * (exp(x / alpha) - 1)); missing in TVM.
 - Elu (opsets 6+): TVM's converter adds float32 constants to the input, which fails for float16 and
   bfloat16 (the expanded Celu cases): here the constants take the input's type.
+- Softmax, LogSoftmax (all opsets): float16/bfloat16 inputs computed in float32 (TVM's exponentials
+  and sums in float16 drift by several units in the last place; ONNX's reference and ONNX Runtime
+  accumulate in float32); other dtypes are TVM's converter unchanged.
 float16 and bfloat16 inputs are computed in float32 and rounded once at the end.
 
 Selu, LeakyRelu, HardSigmoid, ThresholdedRelu and Shrink stay TVM's (their failing `_expanded`
@@ -62,5 +65,28 @@ def elu(ctx, inputs, attrs):
     return _compute(ctx, inputs[0], fn)
 
 
-CASES = r"^test_(swish|celu|elu)(_|$)"
+def _half_through_float32(ctx, op, inputs, attrs):
+    from tvm import relax
+
+    from .tensor import _tvm
+
+    x = inputs[0]
+    dtype = str(x.ty.dtype)
+    if dtype not in _HALF:
+        return _tvm(ctx, op, inputs, attrs)
+    y = ctx.bb.emit(_tvm(ctx, op, [ctx.bb.emit(relax.op.astype(x, "float32")), *inputs[1:]], attrs))
+    return relax.op.astype(y, dtype)
+
+
+@converter("Softmax", since=1, note="float16/bfloat16 computed in float32 (TVM sums in float16)")
+def softmax(ctx, inputs, attrs):
+    return _half_through_float32(ctx, "Softmax", inputs, attrs)
+
+
+@converter("LogSoftmax", since=1, note="float16/bfloat16 computed in float32 (TVM sums in float16)")
+def log_softmax(ctx, inputs, attrs):
+    return _half_through_float32(ctx, "LogSoftmax", inputs, attrs)
+
+
+CASES = r"^test_(swish|celu|elu|softmax|logsoftmax)(_|$)"
 KNOWN_FAILURES: dict[str, str] = {}

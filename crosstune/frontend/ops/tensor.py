@@ -120,6 +120,39 @@ def slice_(ctx, inputs, attrs):
                         None if axes is None else axes.tolist(), None if steps is None else steps.tolist())
 
 
+# ------------------------------------------------------------------------------------ MatMul
+@converter("MatMul", since=1, note="float16/bfloat16 products summed in float32, rounded once (TVM sums "
+           "in float16; ONNX's reference and ONNX Runtime in float32)")
+def matmul(ctx, inputs, attrs):
+    from tvm import relax
+
+    a, b = inputs[0], inputs[1]
+    dtype = ctx.dtype(a)
+    if dtype in ("float16", "bfloat16") and ctx.dtype(b) == dtype:
+        return relax.op.astype(ctx.bb.emit(relax.op.matmul(a, b, out_dtype="float32")), dtype)
+    return relax.op.matmul(a, b)
+
+
+# ------------------------------------------------------------------------------------ Squeeze, Unsqueeze
+def _axes_1d(ctx, inputs, op, attrs):
+    """A scalar `axes` (which ONNX's reference and ONNX Runtime take; function bodies such as
+    AffineGrid's write them) made the 1-D tensor TVM's converter iterates over."""
+    axes = const_value(ctx, _in(inputs, 1)) if _in(inputs, 1) is not None else None
+    if axes is not None and np.ndim(axes) == 0:
+        inputs = [inputs[0], const(np.asarray(axes, np.int64).reshape(1)), *inputs[2:]]
+    return _tvm(ctx, op, inputs, attrs)
+
+
+@converter("Unsqueeze", since=13, note="a scalar axes input (TVM iterates over it)")
+def unsqueeze(ctx, inputs, attrs):
+    return _axes_1d(ctx, inputs, "Unsqueeze", attrs)
+
+
+@converter("Squeeze", since=13, note="a scalar axes input (TVM iterates over it)")
+def squeeze(ctx, inputs, attrs):
+    return _axes_1d(ctx, inputs, "Squeeze", attrs)
+
+
 # ------------------------------------------------------------------------------------ Split
 @converter("Split", since=2, note="zero-size parts, num_outputs, uneven last part (TVM's split needs "
            "strictly increasing indices)")
@@ -670,7 +703,8 @@ def max_unpool(ctx, inputs, attrs):
 
 
 CASES = (r"^test_(slice|split|expand|cumprod|bitcast|nonmaxsuppression|maxpool|convtranspose|eyelike|isinf"
-         r"|reduce_max|reduce_min|center_crop_pad|col2im|det|tensorscatter|scatter_elements|maxunpool)")
+         r"|reduce_max|reduce_min|center_crop_pad|col2im|det|tensorscatter|scatter_elements|maxunpool|matmul_|squeeze"
+         r"|unsqueeze)")
 KNOWN_FAILURES: dict[str, str] = {
     "test_maxunpool_export_with_output_shape": "the case's expected output does not follow its own indices "
                                                "(ONNX Runtime fails it the same way)",
