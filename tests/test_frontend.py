@@ -137,6 +137,56 @@ def test_needs_binding_follows_values_not_shapes():
     assert constants.needs_binding(g) == {"n": ["node 'z' (Reshape) input 'n2'"]}
 
 
+def test_needs_binding_looks_inside_subgraphs():
+    """A value that an If body reads from outside and feeds to Reshape's shape is named (the If
+    carries it), as is a Loop's carried value; a Loop body's iteration number is not a model input."""
+    then = helper.make_graph([helper.make_node("Reshape", ["x", "n"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Reshape", ["v_in", "i"], ["v_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    g = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then, else_branch=other),
+         helper.make_node("Loop", ["m", "", "x"], ["z"], name="loop", body=body)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+              helper.make_tensor_value_info("n", TensorProto.INT64, [2]),
+              helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+              helper.make_tensor_value_info("m", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    needs = constants.needs_binding(g)
+    assert sorted(needs) == ["c", "m", "n"], needs
+    assert needs["n"] == ["node 't' (Reshape) input 'n'"]
+    assert constants.unbound_constant_inputs(g, g.node[0]) == ["c", "n"]
+    assert constants.unbound_constant_inputs(g, g.node[1]) == ["m"]
+
+
+def test_if_with_constant_condition_is_inlined(tmp_path):
+    """An If whose condition folds to a constant is replaced by the branch it takes, and what that
+    branch computes from constants folds in turn (AffineGrid's function body does this with shapes)."""
+    then = helper.make_graph([helper.make_node("Add", ["x", "one"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, [3])])
+    other = helper.make_graph([helper.make_node("Sub", ["x", "one"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, [3])])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    p = _save([helper.make_node("Size", ["x"], ["n"]),
+               helper.make_node("Equal", ["n", "three"], ["c"]),
+               helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)],
+              [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], tmp_path / "if.onnx",
+              inits=[onnx.numpy_helper.from_array(np.array(3, np.int64), "three"),
+                     onnx.numpy_helper.from_array(np.ones(3, np.float32), "one")])
+    folded = constants.fold_constants(onnx.shape_inference.infer_shapes(onnx.load(p)))
+    assert [n.op_type for n in folded.graph.node] == ["Add", "Identity"]
+    run_cli("compile", p, "-o", tmp_path / "if.ctm", "--verify", check=0)
+    x_ = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(crosstune.load(tmp_path / "if.ctm").run({"x": x_})["y"], x_ + 1)
+
+
 def test_ops_lists_the_layer():
     from crosstune.frontend import registry
 
