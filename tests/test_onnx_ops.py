@@ -78,3 +78,28 @@ def test_node_cases_pass(module, node_results):
     fixed = [n for n in mod.KNOWN_FAILURES if n in mine and mine[n]["status"] == "pass"]
     assert not failing, f"{len(failing)} of {len(mine)} cases fail:\n" + "\n".join(f"{k}: {v}" for k, v in sorted(failing.items()))
     assert not fixed, f"known failures that pass now (take them off KNOWN_FAILURES): {fixed}"
+
+
+def test_every_converter_has_its_cases_run():
+    """Each operator crosstune's layer registers has node cases, and its module's CASES selects all
+    of them (the non-expanded ones), so `test_node_cases_pass` covers every converter."""
+    import json
+
+    from crosstune.frontend import registry
+
+    registry.load_all()
+    sys.path.insert(0, str(ROOT / "bench"))
+    import onnx_conformance
+
+    _all_cases()  # writes the cases and their index once
+    index = json.loads((onnx_conformance.default_cases_dir() / "index.json").read_text())
+    by_op: dict[str, list[str]] = {}
+    for name, op in index.items():
+        if "_expanded" not in name:
+            by_op.setdefault(op, []).append(name)
+    for entry in registry.entries():
+        cases = by_op.get(entry.op, [])
+        pattern = importlib.import_module(entry.fn.__module__).CASES
+        assert cases, f"{entry.op}: ONNX has no node case for it"
+        missed = [c for c in cases if not re.search(pattern, c)]
+        assert not missed, f"{entry.op}: {entry.fn.__module__}.CASES leaves out {missed}"
