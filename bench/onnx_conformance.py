@@ -63,9 +63,6 @@ LIMITS.update({op: "training-only operator, not inference" for op in ("Gradient"
 # Single cases whose failure is understood only as far as said here.
 CASE_NOTES = {
     **{f"test_equal_string{s}": STRINGS for s in ("", "_broadcast")},
-    "test_attention_4d_causal_fp16_expanded": "float16 rounding: 2 of 192 values differ from the reference by "
-                                              "one unit in the last place (0.00049); where crosstune's chain "
-                                              "rounds differently was not found",
 }
 RAW_TYPES = {16, 17, 18, 19, 20, 24}  # TensorProto BFLOAT16 and the FLOAT8 types: one or two bytes each
 

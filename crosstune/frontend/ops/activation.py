@@ -4,9 +4,11 @@
 - Celu (opset 12): max(0, x) + min(0, alpha * (exp(x / alpha) - 1)); missing in TVM.
 - Elu (opsets 6+): TVM's converter adds float32 constants to the input, which fails for float16 and
   bfloat16 (the expanded Celu cases): here the constants take the input's type.
-- Softmax, LogSoftmax (all opsets): float16/bfloat16 inputs computed in float32 (TVM's exponentials
-  and sums in float16 drift by several units in the last place; ONNX's reference and ONNX Runtime
-  accumulate in float32); other dtypes are TVM's converter unchanged.
+- Softmax (opsets 13+): float16/bfloat16 inputs rounded to their type after each step (x - max,
+  exp, the sum, the quotient) with the sum accumulated in float32, which is what ONNX's reference
+  computes (TVM sums in float16 and drifts by several units in the last place).
+- Softmax before opset 13, LogSoftmax: float16/bfloat16 computed in float32, rounded once.
+Other dtypes go to TVM's converters unchanged.
 float16 and bfloat16 inputs are computed in float32 and rounded once at the end.
 
 Selu, LeakyRelu, HardSigmoid, ThresholdedRelu and Shrink stay TVM's (their failing `_expanded`
@@ -78,8 +80,29 @@ def _half_through_float32(ctx, op, inputs, attrs):
     return relax.op.astype(y, dtype)
 
 
-@converter("Softmax", since=1, note="float16/bfloat16 computed in float32 (TVM sums in float16)")
+@converter("Softmax", since=13, note="float16/bfloat16: each step rounded to the input's type, the sum "
+           "accumulated in float32, as ONNX's reference does (TVM sums in float16)")
 def softmax(ctx, inputs, attrs):
+    from tvm import relax
+
+    from .tensor import _tvm
+
+    x = inputs[0]
+    dtype = str(x.ty.dtype)
+    if dtype not in _HALF:
+        return _tvm(ctx, "Softmax", inputs, attrs)
+    op, axis = relax.op, [int(attrs.get("axis", -1))]
+
+    def rounded(e):  # a float32 value rounded to the input's type, back in float32
+        return ctx.bb.emit(op.astype(op.astype(e, dtype), "float32"))
+
+    x32 = ctx.bb.emit(op.astype(x, "float32"))
+    e = rounded(op.exp(rounded(op.subtract(x32, op.max(x32, axis=axis, keepdims=True)))))
+    return op.astype(op.divide(e, rounded(op.sum(e, axis=axis, keepdims=True))), dtype)
+
+
+@converter("Softmax", since=1, until=12, note="float16/bfloat16 computed in float32 (TVM sums in float16)")
+def softmax_v1(ctx, inputs, attrs):
     return _half_through_float32(ctx, "Softmax", inputs, attrs)
 
 
