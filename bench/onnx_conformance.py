@@ -60,7 +60,7 @@ MARK = "@@conformance "  # prefix of the child's protocol lines on stdout
 STRINGS = "string tensors: TVM has no string dtype"
 LIMITS = {op: STRINGS for op in ("StringSplit", "StringConcat", "RegexFullMatch", "StringNormalizer")}
 LIMITS.update({op: "training-only operator, not inference" for op in ("Gradient", "Adam", "Adagrad", "Momentum")})
-# Single cases whose failure is understood only as far as said here.
+# Why single cases fail where their operator otherwise converts (the report's "why" column).
 CASE_NOTES = {
     **{f"test_equal_string{s}": STRINGS for s in ("", "_broadcast")},
 }

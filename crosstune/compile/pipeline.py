@@ -175,8 +175,10 @@ def transform_weights(mod, weights: list) -> list:
 
     if TRANSFORM not in [gv.name_hint for gv in mod.functions]:
         return weights
-    if not weights:  # nothing to transform (still a build of its own otherwise, ~0.3 s)
-        return []
+    attrs = mod["main"].attrs
+    num_input = int(attrs["num_input"]) if attrs is not None and "num_input" in attrs else None
+    if not weights and num_input == len(mod["main"].params):
+        return []  # `main` takes no weights: skip the transform's own build (~0.3 s a model)
     tp = relax.transform.DeadCodeElimination(entry_functions=[TRANSFORM])(mod)
     tp = tvm.IRModule({gv: f for gv, f in tp.functions.items() if gv.name_hint != "main"})
     tp = relax.transform.DeadCodeElimination(entry_functions=[TRANSFORM])(tp)

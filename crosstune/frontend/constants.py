@@ -192,8 +192,9 @@ def inline_constant_ifs(proto):
 
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
+
     def tensors_only(n):  # sequences and optionals stay with the importer's own If handling
-        return all(o.type.HasField("tensor_type") for g in _subgraphs(n) for o in g.output)
+        return all(o.type.HasField("tensor_type") for body in _subgraphs(n) for o in body.output)
 
     todo = {i for i, n in enumerate(g.node)
             if n.op_type == "If" and n.domain in ("", "ai.onnx") and n.input and n.input[0] in inits

@@ -130,7 +130,7 @@ def matmul(ctx, inputs, attrs):
     dtype = ctx.dtype(a)
     if dtype in ("float16", "bfloat16") and ctx.dtype(b) == dtype:
         return relax.op.astype(ctx.bb.emit(relax.op.matmul(a, b, out_dtype="float32")), dtype)
-    return relax.op.matmul(a, b)
+    return _tvm(ctx, "MatMul", inputs, attrs)
 
 
 # ------------------------------------------------------------------------------------ Squeeze, Unsqueeze
