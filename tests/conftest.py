@@ -69,3 +69,19 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the diagnostics of every fixture value that has them (the
+    board farm's logs and the tracker's view), so a failure in CI explains itself."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when == "call":
+        for name, value in getattr(item, "funcargs", {}).items():
+            diagnostics = getattr(value, "diagnostics", None)
+            if callable(diagnostics):
+                try:
+                    rep.sections.append((f"diagnostics of {name}", diagnostics()))
+                except Exception as err:  # noqa: BLE001 - diagnostics must not hide the failure
+                    rep.sections.append((f"diagnostics of {name}", f"unavailable: {err}"))

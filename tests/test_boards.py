@@ -72,6 +72,15 @@ class Farm:
     def kill_board(self, i: int) -> None:
         _kill(self.boards[i])
 
+    def diagnostics(self) -> str:
+        """The tracker's view and the end of every farm log (each board logs one line per session)."""
+        proc = run_cli("rpc", "status", "--tracker", self.tracker, timeout=60)
+        parts = [f"$ crosstune rpc status --tracker {self.tracker}\n{proc.stdout}{proc.stderr}"]
+        for p in self.logs:
+            lines = Path(p).read_text(errors="replace").splitlines()
+            parts.append(f"--- {p} (last 60 of {len(lines)} lines)\n" + "\n".join(lines[-60:]))
+        return "\n".join(parts)
+
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory):

@@ -103,28 +103,72 @@ def boards_for(addr: Address, key: str) -> KeyStatus:
     return ks
 
 
-def request(addr: Address, key: str, wait_s: float = 300.0, session_timeout_s: float = 0):
-    """A session on a free board of `key`. Waits up to `wait_s` for one to become free."""
-    boards_for(addr, key)
-    tracker = connect_tracker(addr)
+OPEN_TIMEOUT_S = 60.0  # a board the tracker handed out must open its session within this
+
+
+def _in_thread(fn, timeout: float):
+    """fn() in a daemon thread: ("ok", value), ("error", exception) or ("timeout", None). TVM's
+    client calls block in C++ with no timeout of their own."""
     got: dict = {}
 
-    def ask():
+    def call():
         try:
-            got["session"] = tracker.request(key, priority=1, session_timeout=session_timeout_s, max_retry=1)
-        except Exception as err:  # noqa: BLE001 - reported below
+            got["ok"] = fn()
+        except Exception as err:  # noqa: BLE001 - handed to the caller
             got["error"] = err
 
-    t = threading.Thread(target=ask, daemon=True)
+    t = threading.Thread(target=call, daemon=True)
     t.start()
-    t.join(wait_s)
+    t.join(timeout)
     if t.is_alive():
+        return "timeout", None
+    return ("ok", got["ok"]) if "ok" in got else ("error", got["error"])
+
+
+def request(addr: Address, key: str, wait_s: float = 300.0, session_timeout_s: float = 0,
+            open_timeout_s: float = OPEN_TIMEOUT_S):
+    """A session on a free board of `key`. Waits up to `wait_s` in all for one.
+
+    Two steps, each bounded: the tracker hands out a free board, then the board opens a session. TVM's
+    `TrackerSession.request` does both with no bound on the second, so one board that hangs would
+    hang the client. Here a board that does not open its session in `open_timeout_s` is left out and
+    another one is asked for; the error names the boards that did not answer."""
+    import time
+
+    from tvm import rpc
+    from tvm.rpc import base
+
+    boards_for(addr, key)
+    deadline = time.monotonic() + wait_s
+    hung: list[str] = []
+    while True:
+        tracker = connect_tracker(addr)
+
+        def ask():
+            base.sendjson(tracker._sock, [base.TrackerCode.REQUEST, key, "", 1])
+            value = base.recvjson(tracker._sock)
+            if value[0] != base.TrackerCode.SUCCESS:
+                raise RuntimeError(f"the tracker answered {value!r}")
+            return value[1]
+
+        state, value = _in_thread(ask, max(0.0, deadline - time.monotonic()))
         tracker.close()
-        raise BoardError(f"no board with key '{key}' on {addr} became free within {wait_s:g} s")
-    tracker.close()
-    if "error" in got:
-        raise BoardError(f"could not open a session on a '{key}' board via {addr}: {_one_line(got['error'])}")
-    return got["session"]
+        if state != "ok":
+            if state == "error":
+                raise BoardError(f"could not get a '{key}' board from the tracker at {addr}: {_one_line(value)}")
+            note = f" ({', '.join(hung)} did not open a session within {open_timeout_s:g} s)" if hung else ""
+            raise BoardError(f"no board with key '{key}' on {addr} became free within {wait_s:g} s{note}")
+        host, port, matchkey = value
+        state, session = _in_thread(lambda: rpc.connect(host, port, matchkey, session_timeout_s), open_timeout_s)
+        if state == "ok":
+            return session
+        if state == "error":
+            raise BoardError(f"could not open a session on the '{key}' board at {host}:{port} via {addr}: "
+                             f"{_one_line(session)}")
+        hung.append(f"{host}:{port}")
+        if time.monotonic() >= deadline:
+            raise BoardError(f"the '{key}' board(s) at {', '.join(hung)} via {addr} did not open a session within "
+                             f"{open_timeout_s:g} s: restart them")
 
 
 @dataclass(frozen=True)
