@@ -4,15 +4,17 @@ that drives `python -m crosstune` in a subprocess, as a user would."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import models  # noqa: E402
+import models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +30,34 @@ def run_cli(*args, cwd=None, timeout=900, env=None, check=None) -> subprocess.Co
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def start_cli(args, log: Path) -> subprocess.Popen:
+    """A long-running CLI process (a tracker, a board) writing to `log`, in its own process group so
+    a test can kill it whole."""
+    f = open(log, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "crosstune", *map(str, args)], stdout=f,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def wait_for(cond, timeout: float, what: str, logs=(), every: float = 1.0) -> None:
+    """Poll `cond` until true; on timeout fail with `what` and the given logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(every)
+    text = "\n".join(f"--- {p}\n{Path(p).read_text()}" for p in logs)
+    raise AssertionError(f"timed out waiting for {what}\n{text}")
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:

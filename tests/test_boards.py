@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import assert_user_error, default_sigint, run_cli
+from conftest import (
+    assert_user_error,
+    default_sigint,
+    kill_group,
+    run_cli,
+    start_cli,
+    wait_for,
+)
 
 from crosstune import targets
 from crosstune.rpc.serve import free_port
@@ -35,34 +41,15 @@ def _cli(*args) -> list[str]:
     return [sys.executable, "-m", "crosstune", *map(str, args)]
 
 
-def _start(args, log: Path) -> subprocess.Popen:
-    """A long-running CLI process in its own process group (so a test can kill a whole board)."""
-    f = open(log, "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(_cli(*args), stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
+_start, _kill = start_cli, kill_group
 
 
 def _status(tracker: str) -> dict[str, int]:
     out = run_cli("rpc", "status", "--tracker", tracker, check=0).stdout
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+(\d+)\s+\d+\s+\d+\s+\d+\s", out, re.M)}
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s+(\d+)\s+\d+\s+\d+\s+\d+\s", out, re.MULTILINE)}
 
 
-def _wait_for(cond, timeout: float, what: str, logs=()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(1)
-    text = "\n".join(f"--- {p}\n{Path(p).read_text()}" for p in logs)
-    raise AssertionError(f"timed out waiting for {what}\n{text}")
+_wait_for = wait_for
 
 
 class Farm:
@@ -120,7 +107,7 @@ def test_arm_presets():
         assert t.tvm["mtriple"] == "aarch64-linux-gnu" and "+neon" in t.tvm["mattr"]
         assert t.cc == "aarch64-linux-gnu-g++" and t.cc_package == "g++-aarch64-linux-gnu"
         assert t.qemu_cpu and t.board_key == name
-        assert re.search(rf"^{re.escape(name)}\s+cpu/aarch64\s", out, re.M)
+        assert re.search(rf"^{re.escape(name)}\s+cpu/aarch64\s", out, re.MULTILINE)
     assert targets.get("graviton3").tvm["mcpu"] == "neoverse-v1" and "+sve" in targets.get("graviton3").tvm["mattr"]
     # every qemu CPU model named by a preset exists in the installed qemu
     models = subprocess.run(["qemu-aarch64-static", "-cpu", "help"], capture_output=True, text=True).stdout.split()
@@ -183,7 +170,7 @@ def test_tracker_and_server_bind_loopback_unless_told(tmp_path):
 
 def test_status_lists_boards(farm):
     out = run_cli("rpc", "status", "--tracker", farm.tracker, check=0).stdout
-    assert re.search(r"^rpi4\s+2\s+2\s+0\s+0\s+127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+$", out, re.M), out
+    assert re.search(r"^rpi4\s+2\s+2\s+0\s+0\s+127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+$", out, re.MULTILINE), out
 
 
 def test_unreachable_tracker_and_unknown_key(farm, rpi4_package):

@@ -13,39 +13,21 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_group, start_cli, wait_for
 
 from crosstune.rpc import Address, BoardError, board_info, request, status
 from crosstune.rpc.serve import free_port
 
-
-def _start(args, log: Path) -> subprocess.Popen:
-    f = open(log, "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "crosstune", *map(str, args)], stdout=f, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+_start, _kill = start_cli, kill_group
 
 
 def _wait_for(cond, timeout: float, what: str, logs=()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.3)
-    text = "\n".join(f"--- {p}\n{Path(p).read_text()}" for p in logs)
-    raise AssertionError(f"timed out waiting for {what}\n{text}")
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
+    wait_for(cond, timeout, what, logs, every=0.3)
 
 
 def _free(addr: Address, key: str) -> int:
