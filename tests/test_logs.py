@@ -240,3 +240,32 @@ def test_list_shows_each_store_with_its_models(tuned, tmp_path):
 
     proc = run_cli("logs", "list", "--root", root / "empty", check=0)
     assert proc.stdout.strip() == f"no tuning logs under {root / 'empty'}"
+
+
+def test_committed_stores_read_whole_in_a_fresh_process():
+    """Every record under logs/ parses with the pinned TVM, in a process that has registered no tensor
+    intrinsics yet (as `compile` and `tune` start). Records of tensor-core schedules name their
+    intrinsic; the store must register the family first, or TVM drops each such record as unreadable
+    (the h200 store lost its 14 tensor-core records this way until the store did so)."""
+    code = r"""
+import json, sys
+from pathlib import Path
+from crosstune.tuning import logstore
+out = {}
+for folder in sorted(p for p in Path("logs").iterdir() if p.is_dir()):
+    store = logstore.Store(folder)
+    index = store.load()
+    db = store.tvm_database(index)
+    recs = db.get_all_tuning_records()
+    tensorized = sum(1 for r in recs if "tensorize" in str(r.trace).lower())
+    out[folder.name] = [len(index.records), len(recs), tensorized, index.problems[:3]]
+print(json.dumps(out))
+"""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "h200" in stores and "x86-avx512" in stores, stores
+    for name, (stored, parsed, _, problems) in stores.items():
+        assert problems == [] and parsed == stored, (name, stored, parsed, problems)
+    assert stores["h200"][2] > 0, "the h200 store should hold tensor-core schedules (fp16 tuning)"

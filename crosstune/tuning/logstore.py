@@ -112,6 +112,23 @@ class Index:
         return min(ok, key=lambda r: r.seconds) if ok else None
 
 
+def _load_intrinsics_for(records: list[Record]) -> None:
+    """Register the tensor intrinsics that the records' targets use before their traces are parsed:
+    a trace that tensorizes (CUDA tensor cores, x86 VNNI) names its intrinsic, and TVM refuses the
+    whole record when that intrinsic is not registered yet."""
+    from .intrinsics import load_tensor_intrinsics
+
+    devices = set()
+    for r in records:
+        raw = r.data.get("record")
+        tgt = raw[2] if isinstance(raw, list) and len(raw) > 2 else None
+        kind = tgt.get("kind") if isinstance(tgt, dict) else None
+        if kind:
+            devices.add("cuda" if kind == "cuda" else "cpu")
+    for device in sorted(devices):
+        load_tensor_intrinsics(device)
+
+
 class Store:
     """A folder of shards. Create with a path; nothing is written until a `Writer` opens."""
 
@@ -144,7 +161,9 @@ class Store:
         index = index or self.load()
         db = ms.database.MemoryDatabase()
         committed: dict[str, object] = {}
-        for r in best_k(index, 1) if best_only else index.records:
+        records = best_k(index, 1) if best_only else index.records
+        _load_intrinsics_for(records)
+        for r in records:
             wl = committed.get(r.workload)
             if wl is None:
                 mod_json = index.workloads.get(r.workload)
