@@ -7,6 +7,10 @@
 #                                              MODELS="resnet50 resnet50:16" picks) as one job for MIN
 #                                              minutes at PREC (fp32|fp16|fp32,fp16), resuming
 #                                              from logs/h200/; new record shards -> $OUT/shards-PREC.tgz
+#                                              (TRIALS_PER_ROUND, POPULATION, TRIALS_PER_TASK; the tuner
+#                                              is sent Ctrl-C STOP_AT s after the script started, 560 by
+#                                              default, so records are kept and tarred within one 600 s call)
+#   bash bench/gpu_session.sh profile          seconds per candidate build, NVRTC against nvcc
 #   bash bench/gpu_session.sh bench MODEL...   crosstune bench against torch, torch.compile, ORT, TensorRT
 #   bash bench/gpu_session.sh tests            pytest -m gpu
 set -uo pipefail
@@ -46,11 +50,18 @@ tune)
   models=""; for spec in ${MODELS:-resnet50 resnet50:16 mobilenetv2 encoder}; do
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=; models="$models $(zoo $name $batch)"; done
   before=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
-  ct tune $models --target cuda --precision "$prec" --time-budget "${minutes}m" \
-     --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 --trials-per-round 32 --population ${POPULATION:-256} 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
+  timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" \
+     --time-budget "${minutes}m" --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 \
+     --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-256}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
   after=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
   [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" $new && ls -la "$OUT"
+  ;;
+profile)
+  m=$(zoo resnet50)
+  for mode in nvrtc nvcc; do
+    TVM_CUDA_COMPILE_MODE=$mode python3 bench/gpu_build_profile.py "$m" --json "$OUT/build-profile-$mode.json" 2>&1 | grep -v Warning
+  done
   ;;
 bench)
   for spec in "$@"; do  # resnet50 resnet50:16 mobilenetv2 encoder
