@@ -5,6 +5,7 @@ the GPU machine) running, verifying and tuning on a real GPU."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -99,6 +100,25 @@ def test_compile_for_cuda_without_a_gpu(cuda_packages, tmp_path):
     meta16, _ = _meta_and_lib(cuda_packages["h100-fp16"], tmp_path)
     assert meta16["build"]["precision"] == "fp16"
     assert meta16["weights"]["bytes"] < 0.6 * meta["weights"]["bytes"]  # fp16 weights: half the bytes
+
+
+def test_fp16_declares_every_weight_fp16_except_normalisation_parameters(model_dir):
+    """Biases must be fp16 too, or every add after a convolution runs in fp32 and activations travel
+    between kernels as fp32; BatchNorm/LayerNorm parameters stay fp32, as under PyTorch's autocast."""
+    from crosstune.compile import pipeline, relax_import
+
+    _, model = relax_import.load_and_import(model_dir / "conv.onnx", {}, {})
+    names = pipeline.float_weight_names(model.mod)
+    assert {"c1_w", "c1_b", "c2_b", "c3_w", "fc_w", "fc_b"} <= set(names)
+    assert not {"bn_s", "bn_b", "bn_m", "bn_v"} & set(names)
+    prepared = pipeline.prepare(model.mod, targets.get("h100"), "fp16")
+    declared = {str(p.name): str(p.ty.dtype) for p in prepared["main"].params}
+    assert declared["c1_b"] == declared["fc_w"] == "float16" and declared["bn_v"] == "float32"
+    assert declared["x"] == "float32"  # inputs and outputs keep the model's dtypes
+    # The first convolution's kernel: fp32 accumulation cast to fp16 once, then bias and ReLU in fp16
+    # (it was conv2d_cast_cast_add_relu: down to fp16 and back up to fp32 for the fp32 bias).
+    names = [gv.name_hint for gv in pipeline.workloads(model.mod, targets.get("h100"), "fp16").functions]
+    assert any(re.fullmatch(r"fused_conv2d\d*_cast\d*_add\d*_relu\d*", n) for n in names), names
 
 
 @needs_nvcc

@@ -20,8 +20,9 @@ the kernels the deployed module launches (no weight-only kernels among them). Ke
 record get TVM's default GPU schedules (dlight: Matmul, GEMV, Reduction, GeneralReduction, Fallback)
 inside `tvm.compile`'s CUDA pipeline, and the module replays its kernel launches as CUDA graphs
 (`relax.backend.use_cuda_graph`): at batch 1 launch overhead, not kernel time, dominates otherwise.
-fp16 (`precision="fp16"`) is `ToMixedPrecision` before everything else: fp16 weights and activations,
-convolutions and matrix products accumulating in fp32, inputs and outputs in the model's dtypes.
+fp16 (`precision="fp16"`) is `ToMixedPrecision` before everything else: fp16 weights (biases too;
+normalisation parameters stay fp32) and activations, convolutions and matrix products accumulating in fp32, inputs
+and outputs in the model's dtypes.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def prepare(mod, target: Target, precision: str = "fp32"):
     check_precision(target, precision)
     passes = []
     if precision == "fp16":
-        passes += [relax.transform.ConvertToDataflow(), relax.transform.ToMixedPrecision(out_dtype="float32")]
+        passes += [relax.transform.ConvertToDataflow(),
+                   relax.transform.ToMixedPrecision(out_dtype="float32", fp16_input_names=float_weight_names(mod))]
     passes += [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
@@ -102,6 +104,36 @@ def prepare(mod, target: Target, precision: str = "fp32"):
         passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
     with tuning_target(target):
         return tvm.transform.Sequential(passes)(mod)
+
+
+# Normalisations keep their parameters, and so their arithmetic, in fp32 (as PyTorch's autocast does):
+# ToMixedPrecision lets them follow their inputs' dtype, and fp16 variances lose too much.
+_FP32_NORMS = ("relax.nn.layer_norm", "relax.nn.group_norm", "relax.nn.rms_norm", "relax.nn.batch_norm",
+               "relax.nn.instance_norm")
+
+
+def float_weight_names(mod) -> list[str]:
+    """The float32 weights of `main` (its parameters after the `num_input` model inputs) that fp16
+    builds store as fp16: all but the parameters of normalisations.
+
+    ToMixedPrecision converts weights to fp16 only where an fp16 operator (convolution, matrix
+    product) reads them; told nothing, it keeps biases fp32, so every add after a convolution runs in
+    fp32 and activations travel between kernels as fp32, cast down and up again around each
+    convolution. Naming the weights makes them fp16 too: activations stay fp16."""
+    import tvm
+    from tvm import relax
+
+    main = mod["main"]
+    n_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else len(main.params)
+    weights = [p for p in main.params[n_input:] if 'dtype="float32"' in str(p.ty)]
+    keep_fp32: set = set()
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in _FP32_NORMS:
+            keep_fp32.update(a for a in expr.args if isinstance(a, relax.Var))
+
+    relax.analysis.post_order_visit(main.body, visit)
+    return [str(p.name) for p in weights if p not in keep_fp32]
 
 
 def lift(prepared, target: Target):
@@ -188,6 +220,22 @@ def transform_weights(mod, weights: list) -> list:
     return [out[i] for i in range(len(out))]
 
 
+def _weights_as_declared(mod, weights: list) -> list:
+    """The weights converted to the dtypes that `main` now declares for them (fp16 builds declare
+    the weights fp16, see `float_weight_names`)."""
+    import tvm
+
+    main = mod["main"]
+    params = main.params[len(main.params) - len(weights):] if weights else []
+    out = []
+    for p, w in zip(params, weights):
+        want = getattr(p.ty, "dtype", None)
+        if want is not None and str(want) != str(w.dtype):
+            w = tvm.runtime.tensor(w.numpy().astype(str(want)))
+        out.append(w)
+    return out
+
+
 def main_only(mod):
     """The module without `main_transform_params` (and the kernels only it used)."""
     import tvm
@@ -211,6 +259,7 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
     import tvm
 
     prepared = prepare(mod, target, precision)
+    weights = _weights_as_declared(prepared, weights)
     if target.device == "cuda":
         from ..tuning.intrinsics import load_tensor_intrinsics
 
