@@ -121,6 +121,36 @@ def test_fp16_declares_every_weight_fp16_except_normalisation_parameters(model_d
     assert any(re.fullmatch(r"fused_conv2d\d*_cast\d*_add\d*_relu\d*", n) for n in names), names
 
 
+def test_fp16_falls_back_where_mixed_precision_stops_at_a_call_tir():
+    """Some of TVM's ONNX converters emit `call_tir` of TE functions, which ToMixedPrecision cannot
+    follow fp16 values into (an internal error before): such a graph still builds for fp16, with the
+    convolution in fp16 (ToMixedPrecision's default, weights cast inside the graph)."""
+    import tvm
+    from tvm import relax, topi
+
+    from crosstune.compile import pipeline
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, 4, 8, 8], "float32"))
+    w = relax.Var("w", relax.TensorType([4, 4, 3, 3], "float32"))
+    b = relax.Var("b", relax.TensorType([1, 4, 1, 1], "float32"))
+    with bb.function("main", [x, w, b], attrs={"num_input": 1}):
+        with bb.dataflow():
+            y = bb.emit(relax.op.add(relax.op.nn.conv2d(x, w, padding=1), b))
+            z = bb.emit_output(bb.emit_te(topi.maximum, y, relax.const(0.0, "float32")))
+        bb.emit_func_output(z)
+    mod = bb.get()
+    assert "call_tir" in mod.script()
+    with pytest.raises(tvm.error.InternalError):  # what the full conversion does with this graph
+        relax.transform.ToMixedPrecision(out_dtype="float32", fp16_input_names=["w", "b"])(
+            relax.transform.ConvertToDataflow()(mod))
+    prepared = pipeline.prepare(mod, targets.get("h100"), "fp16")
+    declared = {str(p.name): str(p.ty.dtype) for p in prepared["main"].params}
+    assert declared == {"x": "float32", "w": "float32", "b": "float32"}  # cast inside, then lifted
+    conv = [f for gv, f in prepared.functions.items() if "conv2d" in gv.name_hint]
+    assert conv and any('"float16"' in f.script() for f in conv)  # the convolution reads fp16
+
+
 @needs_nvcc
 def test_compile_for_jetson_cross_links_the_host_code(cuda_packages, tmp_path):
     meta, lib = _meta_and_lib(cuda_packages["orin"], tmp_path)

@@ -89,8 +89,7 @@ def prepare(mod, target: Target, precision: str = "fp32"):
     check_precision(target, precision)
     passes = []
     if precision == "fp16":
-        passes += [relax.transform.ConvertToDataflow(),
-                   relax.transform.ToMixedPrecision(out_dtype="float32", fp16_input_names=float_weight_names(mod))]
+        mod = mixed_precision(mod)
     passes += [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
@@ -104,6 +103,21 @@ def prepare(mod, target: Target, precision: str = "fp32"):
         passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
     with tuning_target(target):
         return tvm.transform.Sequential(passes)(mod)
+
+
+def mixed_precision(mod):
+    """fp16 with fp32 accumulation, weights declared fp16 (`float_weight_names`). Where Relax's
+    ToMixedPrecision cannot follow fp16 values through the graph (it stops at `call_tir` of TE
+    functions that some of TVM's ONNX converters emit), only the weights that convolutions and matrix
+    products read become fp16, as ToMixedPrecision does by default: slower, but it builds."""
+    import tvm
+    from tvm import relax
+
+    mod = relax.transform.ConvertToDataflow()(mod)
+    try:
+        return relax.transform.ToMixedPrecision(out_dtype="float32", fp16_input_names=float_weight_names(mod))(mod)
+    except (tvm.error.InternalError, ValueError, TypeError):
+        return relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
 
 
 # Normalisations keep their parameters, and so their arithmetic, in fp32 (as PyTorch's autocast does):
