@@ -209,3 +209,28 @@ def test_output_computed_from_weights_alone(tmp_path):
     run_cli("compile", p, "--bind", f"n={tmp_path / 'n.npy'}", "-o", tmp_path / "win.ctm", check=0)
     got = crosstune.load(tmp_path / "win.ctm").run({})
     np.testing.assert_allclose(got["y"], np.hanning(11)[:10].astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_get_names_that_generated_code_can_use(tmp_path):
+    """A weight named after a PyTorch node path (`/pos/Gather_output_0`, as constant folding makes
+    them) reaches kernel parameters under its name; NVRTC refused the zoo encoder's fp16 build on the
+    H100 so. Weights are renamed to C identifiers (unique, dots kept); the model computes the same."""
+    from crosstune.compile import relax_import
+
+    rng = np.random.default_rng(0)
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal((1, 4, 8)).astype(np.float32), "/pos/Gather_output_0"),
+             onnx.numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "pos_Gather_output_0"),
+             onnx.numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "layer.w")]
+    nodes = [helper.make_node("Add", ["x", "/pos/Gather_output_0"], ["h"]),
+             helper.make_node("MatMul", ["h", "pos_Gather_output_0"], ["h2"]),
+             helper.make_node("MatMul", ["h2", "layer.w"], ["/out/y"])]
+    p = _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+              [helper.make_tensor_value_info("/out/y", TensorProto.FLOAT, [1, 4, 8])], tmp_path / "n.onnx", inits)
+    _, model = relax_import.load_and_import(p, {}, {})
+    assert sorted(model.weight_names) == ["layer.w", "pos_Gather_output_0", "pos_Gather_output_0_1"]
+    x = rng.standard_normal((1, 4, 8)).astype(np.float32)
+    out = run_cli("compile", p, "-o", tmp_path / "n.ctm", "--verify", check=0)
+    assert "PASS" in out.stdout
+    got = crosstune.load(tmp_path / "n.ctm").run({"x": x})
+    assert list(got) == ["/out/y"]  # outputs keep their names
+    np.testing.assert_allclose(got["/out/y"], _ort(p, {"x": x})["/out/y"], rtol=1e-5, atol=1e-5)

@@ -13,6 +13,7 @@ import copy
 import gc
 import io
 import os
+import re
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
     for s in model.inputs:
         if not s.static and s.name not in bound:
             raise UserError(f"input '{s.name}' has dynamic shape; give it with --input-shape")
-    proto = constants.fold_constants(_with_value_shapes(proto))
+    proto = _code_safe_weight_names(constants.fold_constants(_with_value_shapes(proto)))
 
     from tvm import relax
 
@@ -99,6 +100,51 @@ def to_relax(model: OnnxModel, bindings: dict | None = None) -> RelaxModel:
     main = mod["main"]
     names = [str(p.name) for p in main.params[len(main.params) - len(weights) :]]
     return RelaxModel(mod, weights, names)
+
+
+_CODE_SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _code_safe_weight_names(proto):
+    """Weights renamed where their ONNX names cannot name a C/CUDA kernel parameter.
+
+    Exporters name values after their node paths (PyTorch: `/pos/Gather_output_0`), and constant
+    folding turns such values into weights. A weight keeps its name down to the kernels that read it,
+    and a kernel parameter called `/pos/Gather_output_0` is a syntax error for NVRTC and nvcc (fp16
+    builds of the zoo's encoder failed so). Model inputs and outputs keep their names."""
+    g = proto.graph
+    keep = {o.name for o in g.output}
+    taken = ({i.name for i in g.initializer} | {i.name for i in g.input} |
+             {o for n in g.node for o in n.output})
+    renames: dict[str, str] = {}
+    for init in g.initializer:
+        if _CODE_SAFE.fullmatch(init.name) or init.name in keep:
+            continue
+        base = re.sub(r"[^A-Za-z0-9_.]", "_", init.name).strip("_.") or "w"
+        base = f"w_{base}" if base[0].isdigit() else base
+        new, k = base, 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        renames[init.name] = new
+    if not renames:
+        return proto
+    for init in g.initializer:
+        init.name = renames.get(init.name, init.name)
+    for vi in list(g.input) + list(g.value_info):
+        vi.name = renames.get(vi.name, vi.name)
+
+    def rename_uses(graph):
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name in renames:
+                    node.input[i] = renames[name]
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    rename_uses(sub)
+
+    rename_uses(g)
+    return proto
 
 
 def load_and_import(source, input_shapes: dict, bindings: dict | None = None):
