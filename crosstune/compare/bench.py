@@ -52,6 +52,7 @@ class _Slot:
     engine: Any = None
     outputs: dict | None = None
     entry: dict | None = None
+    tuning: dict | None = None  # crosstune's slots: the coverage of this precision's build
 
 
 def check_options(o: BenchOptions) -> None:
@@ -118,7 +119,6 @@ def bench(model: str | Path, o: BenchOptions, command: list[str], say: Callable[
                 slot.entry = entry(slot, "failed", _line(err))
 
     ref = _reference(slots, o, src, origin, inputs, threads, device, say)
-    tuning = results.tuning_info(info.build.get("tuning"))
     for slot in slots:
         if slot.outputs is None:
             continue
@@ -134,7 +134,7 @@ def bench(model: str | Path, o: BenchOptions, command: list[str], say: Callable[
             continue
         slot.entry = results.engine_entry(slot.name, slot.engine.version(), slot.precision, stats,
                                           agreement=agreement, threads=threads,
-                                          tuning=tuning if slot.name == "crosstune" else None)
+                                          tuning=slot.tuning)
 
     return results.new_document(
         model=results.model_info(info, inputs), target=results.target_info(info.target), command=command,
@@ -148,6 +148,7 @@ def _crosstune_slots(model, o: BenchOptions, target, tmp: Path, say, entry):
     """crosstune compiled and loaded once per precision; (slots, the PackageInfo of one build).
     If no precision builds, the first build error is raised: there is nothing to compare with."""
     from .. import compile as _compile
+    from ..report import results
     from ..runtime import load
     from .engine import CrosstuneEngine
 
@@ -170,6 +171,7 @@ def _crosstune_slots(model, o: BenchOptions, target, tmp: Path, say, entry):
             slot.entry = entry(slot, "failed", _line(err))
             continue
         info = info or res.info
+        slot.tuning = results.tuning_info(res.info.build.get("tuning"))
         try:
             slot.engine = CrosstuneEngine(load(res.package), precision)
         except Exception as err:  # noqa: BLE001 - built but cannot run here (no GPU, say)
