@@ -48,7 +48,9 @@ def main() -> int:
     mod = max(mods, key=lambda m: float(tvm.s_tir.analysis.estimate_tir_flops(m)))
     tvm_target = tuning_target(target)
     load_tensor_intrinsics("cuda")
-    ctx = ms.TuneContext(mod=mod, target=tvm_target, space_generator="post-order-apply",
+    from crosstune.tuning.space import space_generator
+
+    ctx = ms.TuneContext(mod=mod, target=tvm_target, space_generator=space_generator(tvm_target),
                          search_strategy=ms.search_strategy.EvolutionarySearch(population_size=64),
                          num_threads=args.workers)
     ctx.pre_tuning(max_trials=args.candidates, num_trials_per_iter=args.candidates,

@@ -13,9 +13,14 @@
 #   bash bench/gpu_session.sh profile          seconds per candidate build, NVRTC against nvcc
 #   bash bench/gpu_session.sh bench MODEL...   crosstune bench against torch, torch.compile, ORT, TensorRT
 #   bash bench/gpu_session.sh tests            pytest -m gpu
+# Each device call gets a fresh copy of the working tree, but /tmp lives as long as the machine is
+# held: the store is kept in /tmp/ctlogs (seeded from logs/ without overwriting), so a later call on
+# the same machine tunes on and benches with what earlier calls measured. New shards also go to
+# $OUT, to be unpacked into logs/h200/ here and committed.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT" /tmp/zoo
+export CROSSTUNE_LOGS=${CROSSTUNE_LOGS:-/tmp/ctlogs}; mkdir -p "$CROSSTUNE_LOGS"; cp -rn logs/* "$CROSSTUNE_LOGS"/
 ct() { python3 -m crosstune.cli "$@"; }
 zoo() {  # zoo NAME [BATCH] -> /tmp/zoo/NAME[-bBATCH].onnx
   local f=/tmp/zoo/$1${2:+-b$2}.onnx
@@ -49,13 +54,14 @@ tune)
   minutes=${1:-8}; prec=${2:-fp32,fp16}
   models=""; for spec in ${MODELS:-resnet50 resnet50:16 mobilenetv2 encoder}; do
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=; models="$models $(zoo $name $batch)"; done
-  before=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
+  store=$CROSSTUNE_LOGS/h200
+  before=$(ls $store/*.jsonl 2>/dev/null | sort)
   timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" \
      --time-budget "${minutes}m" --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 \
      --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-256}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
-  after=$(ls logs/h200/*.jsonl 2>/dev/null | sort)
+  after=$(ls $store/*.jsonl 2>/dev/null | sort)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
-  [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" $new && ls -la "$OUT"
+  [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" -C "$store" $(for f in $new; do basename "$f"; done) && ls -la "$OUT"
   ;;
 profile)
   m=$(zoo resnet50)
@@ -68,7 +74,7 @@ bench)
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=
     f=$(zoo "$name" $batch)
     ct bench "$f" --target cuda --against torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt \
-       --precision fp32,fp16 --repeat 200 --warmup 30 --json "$OUT/gpu-$name${batch:+-b$batch}.results.json"
+       --precision ${PRECISIONS:-fp32,fp16} --repeat ${REPEAT:-200} --warmup 30 --json "$OUT/gpu-$name${batch:+-b$batch}.results.json"
   done
   ;;
 tests)

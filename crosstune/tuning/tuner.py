@@ -329,10 +329,12 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
 
 
 def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
+    from .space import space_generator
+
     ctx = ms.TuneContext(
         mod=task.mod,
         target=tvm_target,
-        space_generator="post-order-apply",
+        space_generator=space_generator(tvm_target),
         search_strategy=ms.search_strategy.EvolutionarySearch(population_size=options.population),
         task_name=task.name,
         logger=_quiet_logger(),
