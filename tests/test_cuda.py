@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -229,3 +230,48 @@ def test_gpu_tuning_measures_and_compile_uses_the_records(model_dir, tmp_path):
     assert "PASSED" in out.stdout
     meta, _ = _meta_and_lib(pkg, tmp_path)
     assert meta["build"]["tuning"]["covered"] >= 1
+
+
+@needs_nvcc
+def test_fp16_tensor_core_candidates_build(model_dir):
+    """An fp16 convolution accumulating in fp32: MetaSchedule's stock tensor-core rules give candidates
+    that nearly all fail to build in TVM 0.27 ("tvm_access_ptr element type must match the source
+    buffer (float16 vs float32)"); crosstune's design space (tuning/space.py) must give tensor-core
+    candidates that build. Built here with nvcc down to the linked library, as a tuning worker does."""
+    import tempfile
+
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    from crosstune.compile import pipeline, relax_import
+    from crosstune.tuning import space, worker
+    from crosstune.tuning.intrinsics import load_tensor_intrinsics
+    from crosstune.tuning.pools import _target_json
+
+    target = targets.get("h100")
+    _, model = relax_import.load_and_import(model_dir / "conv.onnx", {}, {})
+    tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, "fp16"), target)
+    convs = [_normalize_mod(t.dispatched[0]) for t in tasks if "conv2d" in t.task_name]
+    mod = max(convs, key=lambda m: float(tvm.s_tir.analysis.estimate_tir_flops(m)))
+    tvm_target = pipeline.tuning_target(target)
+    load_tensor_intrinsics("cuda")
+    assert space.uses_tensor_cores(tvm_target)
+    assert not space.uses_tensor_cores(pipeline.tuning_target(targets.get("x86-64")))
+    ctx = ms.TuneContext(mod=mod, target=tvm_target, space_generator=space.space_generator(tvm_target),
+                         search_strategy=ms.search_strategy.EvolutionarySearch(population_size=16), num_threads=2)
+    ctx.pre_tuning(max_trials=4, num_trials_per_iter=4, design_spaces=ctx.generate_design_space(),
+                   database=ms.database.MemoryDatabase(), cost_model=ms.cost_model.RandomModel())
+    cands = list(ctx.generate_measure_candidates())[:4]
+    assert cands
+    target_json = json.dumps(_target_json(tvm_target))
+    out = tempfile.mkdtemp(prefix="crosstune-test-tc-")
+    built = 0
+    for c in cands:
+        script = c.sch.mod.script()
+        assert "tvm_mma_sync" in script or "mma_sync" in script, "not a tensor-core candidate"
+        lib = worker.build(tvm.ir.save_json(c.sch.mod), target_json, out, None)  # raises if it does not build
+        assert Path(lib).stat().st_size > 0
+        built += 1
+    shutil.rmtree(out, ignore_errors=True)
+    assert built == len(cands)

@@ -548,3 +548,29 @@ def test_tune_takes_bindings_as_compile_does(tmp_path):
     proc = run_cli("tune", tmp_path / "u.onnx", *FAST, "--trials", "2", "--db", store,
                    "--bind", f"k={tmp_path / 'k.npy'}", check=0)
     assert int(SUMMARY.search(proc.stdout).group(2)) >= 1
+
+
+def test_builds_of_a_job_take_turns_and_share_by_their_own_latency():
+    """A job of a big and a small build (ResNet-50 at batch 16 and 1): the first pass alternates
+    between them, each build's largest kernel first, and later rounds go to the task with the largest
+    share of its *own* build's latency, not to the big build's kernels only."""
+    from crosstune.tuning.tuner import TaskState, _next_task, first_pass_order
+
+    def task(i, build, uses, flop, best=None):
+        return TaskState(index=i, name=f"t{i}", weight=uses, flop=flop, hash=str(i), mod_json="", mod=None,
+                         stored=0, stored_best_s=None, budget=8, best_s=best, uses={build: uses})
+
+    big = [task(0, "r50-b16", 1, 16e9), task(1, "r50-b16", 4, 8e9), task(2, "r50-b16", 1, 1e9)]
+    small = [task(3, "r50", 1, 1e9), task(4, "r50", 3, 0.5e9)]
+    order = [t.index for t in first_pass_order(big + small)]
+    assert order == [4, 1, 3, 0, 2]  # builds alternate; within each, uses x FLOPs decides
+    # After the first pass: the big build's t1 has the largest uses x time (2 ms), but the small
+    # build's t4 is 86% of its own build's latency (t1: 62% of its build's): t4 is next.
+    for t, best in zip(big + small, [1.0e-3, 0.5e-3, 0.2e-3, 0.05e-3, 0.1e-3]):
+        t.best_s, t.status = best, "tuning"
+    assert _next_task(big + small, []).index == 4
+    # A kernel two builds share counts by its larger share.
+    shared = task(5, "r50", 1, 1e9, best=0.6e-3)
+    shared.uses["r50-b16"] = 1
+    shared.status = "tuning"
+    assert _next_task(big + small + [shared], []).index == 5

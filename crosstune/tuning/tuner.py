@@ -13,9 +13,11 @@ evolutionary search and the XGBoost cost model. crosstune drives them itself ins
 - never spend a round on an exhausted task (stock's scheduler kept picking them);
 - obey a time budget and a global trial budget, and report progress (tasks done, trials, best
   latency, ETA) after every round.
-Scheduling: one round for every task first, largest (uses x FLOPs) first, so each kernel gets a tuned
-schedule early, then rounds go to the task whose estimated share of the model's latency (weight x best
-time) is largest.
+Scheduling: one round for every task first, so each kernel gets a tuned schedule early, then rounds go
+to the task whose estimated share of its build's latency (uses x best time, over that build's total) is
+largest. A build is one model at one precision; a job of several (ResNet-50 at batch 1 and 16, fp32 and
+fp16) takes its builds' kernels in turn, each build's largest (uses x FLOPs) first, so the small
+model's kernels are not all queued behind the big one's: it is each build's latency that a user runs.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class TaskState:
     ctx: object = None
     status: str = "pending"  # pending | tuning | done | covered | exhausted
     models: set = field(default_factory=set)  # the models of this job whose kernel it is
+    uses: dict = field(default_factory=dict)  # build ("model" or "model:precision") -> launches per run
 
     @property
     def remaining(self) -> int:
@@ -138,7 +141,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
             prepared = pipeline.workloads(relax_model.mod, target, precision)
             found = pipeline.extract_tasks(prepared, target)
             tasks += found
-            origins += [src.name] * len(found)
+            origins += [src.name if len(precisions) == 1 else f"{src.name}:{precision}"] * len(found)
         names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
@@ -174,8 +177,10 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         wl_hash, mod_json = ms.database.Workload(mod).as_json()
         origin = origins[n] if origins else model_label
         if wl_hash in by_hash:  # the same kernel in another model of this job: one task, uses added up
-            by_hash[wl_hash].weight += int(task.weight)
-            by_hash[wl_hash].models.add(origin)
+            st = by_hash[wl_hash]
+            st.weight += int(task.weight)
+            st.models.add(origin.split(":")[0])
+            st.uses[origin] = st.uses.get(origin, 0) + int(task.weight)
             continue
         i = len(states)
         stored = index.trials(wl_hash)
@@ -188,7 +193,8 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
             budget=max(0, options.trials_per_task - stored),
         )
         st.best_s = st.stored_best_s
-        st.models.add(origin)
+        st.models.add(origin.split(":")[0])
+        st.uses[origin] = int(task.weight)
         if st.budget == 0:
             st.status = "covered"
         states.append(st)
@@ -239,8 +245,9 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     deadline = started + options.time_budget_s if options.time_budget_s else None
     writer = store.writer(label=f"tune-{model_label or 'model'}")
     # The first pass goes to the kernels with the most work first (uses x FLOPs), so a short budget
-    # tunes the convolutions and matrix products and leaves reshapes and norms to default schedules.
-    first_pass = sorted((s for s in states if s.status == "pending"), key=lambda s: -s.weight * s.flop)
+    # tunes the convolutions and matrix products and leaves reshapes and norms to default schedules;
+    # the builds of a job take turns.
+    first_pass = first_pass_order(states)
     try:
         with writer:
             while True:
@@ -317,6 +324,50 @@ def _check_measurable(target: Target, options: TuneOptions) -> None:
                             f"{gpu.name} ({gpu.arch}), which cannot run {target.gpu_arch} code")
 
 
+def first_pass_order(states: list[TaskState]) -> list[TaskState]:
+    """Pending tasks, the builds taking turns, each build's largest (uses x FLOPs) first."""
+    queues = {}
+    for s in states:
+        if s.status == "pending":
+            for build, uses in s.uses.items():
+                queues.setdefault(build, []).append((uses * s.flop, s))
+    for q in queues.values():
+        q.sort(key=lambda us: -us[0])
+    order, seen = [], set()
+    while any(queues.values()):
+        for build in sorted(queues):
+            while queues[build]:
+                _, s = queues[build].pop(0)
+                if s.index not in seen:
+                    seen.add(s.index)
+                    order.append(s)
+                    break
+    return order
+
+
+def build_shares(states: list[TaskState]) -> dict[int, float]:
+    """Each task's largest share of a build's estimated latency (uses x best time over the build's sum).
+    A task not measured yet is estimated from its FLOPs at its build's median time per FLOP."""
+    per_flop: dict[str, list[float]] = {}
+    for s in states:
+        if s.best_s is not None:
+            for build in s.uses:
+                per_flop.setdefault(build, []).append(s.best_s / s.flop)
+
+    def est(s: TaskState, build: str) -> float:
+        if s.best_s is not None:
+            return s.best_s
+        known = sorted(per_flop.get(build, []))
+        return s.flop * (known[len(known) // 2] if known else 1e-12)
+
+    totals: dict[str, float] = {}
+    for s in states:
+        for build, uses in s.uses.items():
+            totals[build] = totals.get(build, 0.0) + uses * est(s, build)
+    return {s.index: max((uses * est(s, b) / totals[b] if totals[b] else 0.0) for b, uses in s.uses.items())
+            for s in states if s.uses}
+
+
 def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
     while first_pass:
         t = first_pass.pop(0)
@@ -325,7 +376,8 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
     live = [s for s in states if s.status in ("pending", "tuning") and s.remaining]
     if not live:
         return None
-    return max(live, key=lambda s: s.share_s())
+    shares = build_shares(states)
+    return max(live, key=lambda s: shares.get(s.index, s.share_s()))
 
 
 def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
