@@ -58,7 +58,7 @@ tune)
   before=$(ls $store/*.jsonl 2>/dev/null | sort)
   timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" \
      --time-budget "${minutes}m" --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 \
-     --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-256}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
+     --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-256}" --search-iters "${SEARCH_ITERS:-4}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
   after=$(ls $store/*.jsonl 2>/dev/null | sort)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
   [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" -C "$store" $(for f in $new; do basename "$f"; done) && ls -la "$OUT"

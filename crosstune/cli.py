@@ -310,7 +310,9 @@ def cmd_tune(args) -> int:
     from .frontend.constants import parse_bindings
 
     target = targets.get(args.target)
-    for name, value in (("--trials", args.trials), ("--trials-per-task", args.trials_per_task)):
+    for name, value in (("--trials", args.trials), ("--trials-per-task", args.trials_per_task),
+                        ("--trials-per-round", args.trials_per_round), ("--population", args.population),
+                        ("--search-iters", args.search_iters)):
         if value is not None and value < 1:
             raise UserError(f"{name} must be at least 1")
     opts = TuneOptions(
@@ -326,6 +328,7 @@ def cmd_tune(args) -> int:
         measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
         precision=args.precision,
         population=args.population,
+        search_iters=args.search_iters,
         bindings=parse_bindings(args.bind),
     )
     from .tuning import logstore
@@ -696,6 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
     s.add_argument("--population", type=int, default=256,
                    help="evolutionary search population per round (default 256; smaller: faster rounds, coarser search)")
+    s.add_argument("--search-iters", type=int, default=4,
+                   help="evolutionary search generations per round (default 4, as stock MetaSchedule)")
     s.add_argument("--precision", default="fp32", metavar="fp32|fp16|fp32,fp16",
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.set_defaults(func=cmd_tune)

@@ -41,6 +41,7 @@ class TuneOptions:
     time_budget_s: float | None = None
     trials_per_round: int = 32
     population: int = 256  # evolutionary search population (stock: 512)
+    search_iters: int = 4  # evolutionary search generations per round (stock: 4)
     db: str | None = None
     input_shapes: dict = field(default_factory=dict)
     bindings: dict = field(default_factory=dict)  # --bind: model inputs made constants (as compile's)
@@ -387,7 +388,7 @@ def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cos
         mod=task.mod,
         target=tvm_target,
         space_generator=space_generator(tvm_target),
-        search_strategy=ms.search_strategy.EvolutionarySearch(population_size=options.population),
+        search_strategy=search_strategy(options, ms),
         task_name=task.name,
         logger=_quiet_logger(),
         rand_state=options.seed + task.index,
@@ -404,6 +405,19 @@ def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cos
     task.status = "tuning"
     if task.stored:
         _warm_cost_model(task, ctx, database, cost_model, ms)
+
+
+def search_strategy(options: TuneOptions, ms):
+    """MetaSchedule's evolutionary search at the job's population and generations. Replaying and
+    post-processing candidates is most of a round's search time (tensor-core traces on a GPU target:
+    about 10 s a round on 16 cores at population 64), and it grows with population x generations plus
+    the random samples drawn each round (`init_min_unmeasured`, stock 50, here at most half the
+    population, so a small population makes a cheap round)."""
+    return ms.search_strategy.EvolutionarySearch(
+        population_size=options.population,
+        init_min_unmeasured=max(1, min(50, options.population // 2)),
+        genetic_num_iters=options.search_iters,
+    )
 
 
 def _quiet_logger():
