@@ -7,7 +7,9 @@
 #                                              MODELS="resnet50 resnet50:16" picks) as one job for MIN
 #                                              minutes at PREC (fp32|fp16|fp32,fp16), resuming
 #                                              from logs/h200/; new record shards -> $OUT/shards-PREC.tgz
-#                                              (TRIALS_PER_ROUND, POPULATION, TRIALS_PER_TASK; the tuner
+#                                              (TRIALS_PER_ROUND 32, POPULATION 64, SEARCH_ITERS 2:
+#                                              search was most of a round at 256/4 on the H200;
+#                                              TRIALS_PER_TASK 64; the tuner
 #                                              is sent Ctrl-C STOP_AT s after the script started, 560 by
 #                                              default, so records are kept and tarred within one 600 s call)
 #   bash bench/gpu_session.sh profile          seconds per candidate build, NVRTC against nvcc
@@ -58,7 +60,7 @@ tune)
   before=$(ls $store/*.jsonl 2>/dev/null | sort)
   timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" \
      --time-budget "${minutes}m" --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 \
-     --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-256}" --search-iters "${SEARCH_ITERS:-4}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
+     --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-64}" --search-iters "${SEARCH_ITERS:-2}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
   after=$(ls $store/*.jsonl 2>/dev/null | sort)
   new=$(comm -13 <(echo "$before") <(echo "$after"))
   [ -n "$new" ] && tar czf "$OUT/shards-${TAG:-1}.tgz" -C "$store" $(for f in $new; do basename "$f"; done) && ls -la "$OUT"

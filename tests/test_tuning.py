@@ -574,3 +574,9 @@ def test_builds_of_a_job_take_turns_and_share_by_their_own_latency():
     shared.uses["r50-b16"] = 1
     shared.status = "tuning"
     assert _next_task(big + small + [shared], []).index == 5
+    # A resumed task (trials in the store) waits until every new task had its first round.
+    resumed = task(6, "r50", 1, 99e9)
+    resumed.stored, resumed.stored_best_s, resumed.best_s = 16, 1e-3, 1e-3
+    fresh = [task(7, "r50", 1, 1e9), task(8, "r50-b16", 1, 1e9)]
+    assert [t.index for t in first_pass_order([resumed, *fresh])] == [7, 8]
+    assert _next_task([resumed, *fresh], first_pass_order([resumed, *fresh])).index == 7

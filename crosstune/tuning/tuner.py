@@ -326,10 +326,12 @@ def _check_measurable(target: Target, options: TuneOptions) -> None:
 
 
 def first_pass_order(states: list[TaskState]) -> list[TaskState]:
-    """Pending tasks, the builds taking turns, each build's largest (uses x FLOPs) first."""
+    """Tasks with no measured trial yet, the builds taking turns, each build's largest (uses x FLOPs)
+    first. A resumed task already has a stored best schedule: later rounds give it more trials by its
+    share, after every kernel has one."""
     queues = {}
     for s in states:
-        if s.status == "pending":
+        if s.status == "pending" and not s.stored:
             for build, uses in s.uses.items():
                 queues.setdefault(build, []).append((uses * s.flop, s))
     for q in queues.values():
