@@ -146,8 +146,11 @@ def test_prune_keeps_the_fastest_success_of_each_workload(store):
         assert _median(r) == best[r["workload"]], r["workload"]
         assert r in recs  # one of the real measurements, unchanged
     assert not any(_median(r) >= FAILED_SECS for r in kept)
+    # TRIALS still counts every measured trial (the tallies prune keeps), RECORDS what is left.
+    trials = per_workload(everything)
     rows = table_rows(show(store).stdout, "TASK")
-    assert len(rows) == 4 and all(row[2] == "1" and row[3] == "0" for row in rows)
+    assert len(rows) == 4 and all(row[3] == "1" and row[4] == "0" for row in rows), rows
+    assert sorted(int(row[2]) for row in rows) == sorted(trials.values())
 
 
 # ---------------------------------------------------------------------------------------- 11. busy

@@ -284,7 +284,7 @@ def test_tune_writes_one_record_per_trial(tuned):
     assert show_counts(proc) == (len(tasks), trials)
     shown = table_rows(proc.stdout, "TASK")
     assert sorted(r[0] for r in shown) == sorted(r[0] for r in tasks)
-    assert all(r[2] == str(PER_TASK) and r[3] == "0" and r[5] == "matmul" for r in shown), shown
+    assert all(r[2] == r[3] == str(PER_TASK) and r[4] == "0" and r[6] == "matmul" for r in shown), shown
 
 
 # -------------------------------------------------------------------------------------- 2. compile
@@ -580,3 +580,31 @@ def test_builds_of_a_job_take_turns_and_share_by_their_own_latency():
     fresh = [task(7, "r50", 1, 1e9), task(8, "r50-b16", 1, 1e9)]
     assert [t.index for t in first_pass_order([resumed, *fresh])] == [7, 8]
     assert _next_task([resumed, *fresh], first_pass_order([resumed, *fresh])).index == 7
+
+
+def test_worker_pool_recycles_between_rounds_and_ctrl_c_cuts_a_wait_short():
+    """The build pool is replaced by fresh workers after `recycle_after` calls per worker (between
+    rounds, never mid-round: CPython 3.11's own `max_tasks_per_child` left a 2-core tuning job waiting
+    forever once its workers retired), and a wait for a round notices Ctrl-C within a second."""
+    from crosstune.tuning.pools import WorkerPool
+
+    pool = WorkerPool(2, "cpu", "builder", recycle_after=3)
+    try:
+        pids = []
+        for _ in range(4):  # 4 rounds of 4 calls: 6 calls per pool, so rounds 3 and 4 start fresh pools
+            out = pool.map(os.getpid, [()] * 4, timeout_each=60)
+            assert all(ok for ok, _ in out), out
+            pids.append({pid for _, pid in out})
+        assert pool.recycled == 1 and pool.restarts == 0
+        assert not (pids[0] | pids[1]) & (pids[2] | pids[3])  # other processes after the recycle
+
+        asked = time.monotonic() + 1.0
+        pool.stop = lambda: time.monotonic() > asked
+        t0 = time.monotonic()
+        out = pool.map(time.sleep, [(30,)] * 2, timeout_each=60)
+        assert time.monotonic() - t0 < 5
+        assert out == [(False, "builder: interrupted")] * 2 and pool.restarts == 0
+        pool.stop = lambda: False
+        assert all(ok for ok, _ in pool.map(os.getpid, [()] * 2, timeout_each=60))  # usable again
+    finally:
+        pool.shutdown(kill=True)

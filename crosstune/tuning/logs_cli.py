@@ -96,10 +96,13 @@ def _show(args, say) -> int:
             continue
         tasks = sorted({r.data.get("task") or "?" for r in recs})
         best = index.best(wl)
-        rows.append([", ".join(tasks)[:48], wl[:12], str(len(recs)), str(sum(1 for r in recs if not r.ok)),
-                     _latency(best.seconds if best else None), ", ".join(models)])
+        # TRIALS: every trial measured for the workload, those whose records prune/export dropped
+        # included (their tallies); RECORDS: the records the store still holds.
+        rows.append([", ".join(tasks)[:48], wl[:12], str(index.trials(wl)), str(len(recs)),
+                     str(sum(1 for r in recs if not r.ok)), _latency(best.seconds if best else None),
+                     ", ".join(models)])
     say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records")
-    say(table(["TASK", "WORKLOAD", "TRIALS", "FAILED", "BEST", "MODELS"], rows))
+    say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "MODELS"], rows))
     return 0
 
 

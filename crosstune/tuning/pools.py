@@ -5,8 +5,13 @@ apache/tvm#11074), and each new worker imports TVM and all tensor intrinsics: ab
 on a 2-core machine, so with its 30 s timeout nearly every build failed. Here:
 - workers fork from a forkserver that imported `crosstune.tuning.worker` (TVM, torch kept out, the
   target's tensor intrinsics) once, so a worker starts in milliseconds;
-- the pools persist across rounds and tasks; each worker is recycled after `RECYCLE_AFTER` builds,
-  which bounds the leak the stock builder works around, at the cost of a fork;
+- the pools persist across rounds and tasks; a pool is replaced by a fresh one between two rounds
+  once it has run `RECYCLE_AFTER` calls per worker, which bounds the leak the stock builder works
+  around, at the cost of a fork per worker. (Not `max_tasks_per_child`: in CPython 3.11 a worker that
+  retires is not always replaced, and the calls still queued then wait forever. A 2-core tuning job
+  stalled that way after 512 builds, its two build workers gone.)
+- a wait for a round's calls notices Ctrl-C (`WorkerPool.stop`) within half a second: the pool is
+  killed and the calls it held are reported as interrupted, and the tuner records none of them;
 - a worker that crashes or hangs costs only the candidates it held: the pool is rebuilt and the
   candidates are reported as failed, as MetaSchedule expects;
 - libraries are linked in the build workers (in parallel), so the runner only loads and times them;
@@ -27,6 +32,7 @@ import multiprocessing.spawn
 import os
 import shutil
 import tempfile
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -68,12 +74,17 @@ def _context():
 class WorkerPool:
     """A ProcessPoolExecutor over forkserver workers that rebuilds itself after a crash or hang."""
 
-    def __init__(self, workers: int, device: str, name: str):
+    def __init__(self, workers: int, device: str, name: str, recycle_after: int = RECYCLE_AFTER):
         self.workers = max(1, workers)
         self.device = device
         self.name = name
+        self.recycle_after = recycle_after
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._calls = 0  # calls the current pool has run
         self.restarts = 0
+        self.recycled = 0
+        self.stop = lambda: False  # polled while waiting: true -> kill the pool, report "interrupted"
+        self.interrupted = False
 
     def _ensure(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
@@ -82,7 +93,6 @@ class WorkerPool:
             self._pool = cf.ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=_context(),
-                max_tasks_per_child=RECYCLE_AFTER,
                 initializer=worker.warm,
                 initargs=(self.device,),
             )
@@ -100,15 +110,30 @@ class WorkerPool:
         Calls still running `timeout_each` seconds per queued wave are killed and reported."""
         if not arg_lists:
             return []
+        if self._pool is not None and self._calls >= self.recycle_after * self.workers:
+            self.recycled += 1
+            self.shutdown()  # between rounds: nothing is running, so a graceful shutdown is quick
         pool = self._ensure()
+        self._calls += len(arg_lists)
         futures = [pool.submit(fn, *args) for args in arg_lists]
         waves = -(-len(futures) // self.workers)
-        done, pending = cf.wait(futures, timeout=timeout_each * waves)
+        deadline = time.monotonic() + timeout_each * waves
+        pending = set(futures)
+        self.interrupted = False
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, pending = cf.wait(pending, timeout=min(0.5, left))
+            if pending and self.stop():
+                self.interrupted = True
+                break
         results: list[tuple[bool, object]] = []
         broken = bool(pending)
         for fut in futures:
             if fut in pending:
-                results.append((False, f"{self.name}: timeout, killed after {timeout_each:.0f} s"))
+                why = "interrupted" if self.interrupted else f"timeout, killed after {timeout_each:.0f} s"
+                results.append((False, f"{self.name}: {why}"))
                 continue
             err = fut.exception()
             if err is None:
@@ -123,11 +148,13 @@ class WorkerPool:
         return results
 
     def restart(self) -> None:
-        self.restarts += 1
+        if not self.interrupted:
+            self.restarts += 1
         self.shutdown(kill=True)
 
     def shutdown(self, kill: bool = False) -> None:
         pool, self._pool = self._pool, None
+        self._calls = 0
         if pool is None:
             return
         if kill:

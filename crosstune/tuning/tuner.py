@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..targets import Target
 from . import logstore
 from .board_runner import BoardsGone
-from .pools import MeasureConfig, cpu_count, make_builder, make_runner
+from .pools import MeasureConfig, WorkerPool, cpu_count, make_builder, make_runner
 
 
 @dataclass
@@ -239,6 +239,9 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
         extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True, num_tuning_cores=cores
     )
     stage("workers")
+    for pool in (builder.pool, getattr(runner, "pool", None)):
+        if isinstance(pool, WorkerPool):
+            pool.stop = stop  # a wait for builds or a measurement notices Ctrl-C
     builder.pool.start()
     runner.start()
     setup_s = time.perf_counter() - started
@@ -448,6 +451,9 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
     built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
     t1 = time.perf_counter()
     result.phase_s["build"] += t1 - t0
+    if stop():  # Ctrl-C during the builds: nothing of this round was measured, nothing is recorded
+        result.stopped = "interrupted"
+        return
     workload = database.commit_workload(task.mod)
     run_results: list = [None] * len(candidates)
 
