@@ -8,8 +8,9 @@ on a 2-core machine, so with its 30 s timeout nearly every build failed. Here:
 - the pools persist across rounds and tasks; a pool is replaced by a fresh one between two rounds
   once it has run `RECYCLE_AFTER` calls per worker, which bounds the leak the stock builder works
   around, at the cost of a fork per worker. (Not `max_tasks_per_child`: in CPython 3.11 a worker that
-  retires is not always replaced, and the calls still queued then wait forever. A 2-core tuning job
-  stalled that way after 512 builds, its two build workers gone.)
+  retires is replaced only if the executor's idle-worker semaphore is at zero, and every finished
+  call raises it, so a round can be left with fewer workers, or none, for its queued calls. A 2-core
+  tuning job stalled after about 480 builds with no build worker alive and the round's calls queued.)
 - a wait for a round's calls notices Ctrl-C (`WorkerPool.stop`) within half a second: the pool is
   killed and the calls it held are reported as interrupted, and the tuner records none of them;
 - a worker that crashes or hangs costs only the candidates it held: the pool is rebuilt and the
