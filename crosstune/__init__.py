@@ -19,11 +19,12 @@ __version__ = "0.1.0"
 from . import compile  # noqa: E402,A004
 
 
-def load(path):
-    """Load a `.ctm` package on its device; returns a `CompiledModel` (`run`, `benchmark`)."""
+def load(path, threads=None):
+    """Load a `.ctm` package on its device; returns a `CompiledModel` (`run`, `benchmark`). CPU
+    kernels run on `threads` threads (default: TVM_NUM_THREADS when set, else every physical core)."""
     from .runtime import load as _load
 
-    return _load(path)
+    return _load(path, threads)
 
 
 def inspect(model, input_shapes=None):

@@ -441,8 +441,12 @@ def cmd_run(args) -> int:
 
     if args.repeat < 1:
         raise UserError("--repeat must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be at least 1")
     board = None
     if args.rpc or args.key:
+        if args.threads is not None:
+            raise UserError("--threads sizes this machine's thread pool; a board's server sets its own")
         from .compile import package
         from .rpc import parse_address
         from .runtime.remote import RemoteModel
@@ -456,7 +460,7 @@ def cmd_run(args) -> int:
         board = compiled.board
         say(f"  running on {board.describe()}")
     else:
-        compiled = load(args.package)
+        compiled = load(args.package, threads=args.threads)
     info = compiled.info
     say(
         f"{args.package}: {info.model.get('name')} for {info.target.get('preset')}, "
@@ -473,6 +477,8 @@ def cmd_run(args) -> int:
     stats = compiled.benchmark(inputs, warmup=args.warmup, repeat=args.repeat, max_seconds=args.max_seconds)
     runs = f"{stats.count} runs" + (f" (stopped at --max-seconds {args.max_seconds:g})" if stats.truncated else "")
     label = "EMULATED latency (qemu-user, not the board's speed)" if board is not None and board.emulated else "latency"
+    if board is None and info.target.get("device", "cpu") == "cpu":
+        label += f" on {compiled.threads} thread{'s' if compiled.threads != 1 else ''}"
     say(
         f"{label} over {runs}, {stats.warmup} warm-up: median {ms(stats.median_ms)} ms, "
         f"p90 {ms(stats.p90_ms)} ms, min {ms(stats.min_ms)} ms, max {ms(stats.max_ms)} ms"
@@ -741,6 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-seconds", type=float, default=60.0, help="stop timing after this long, keeping >= 3 runs (default 60)")
     s.add_argument("--seed", type=int, default=0, help="seed of generated inputs (default 0)")
     s.add_argument("--save-outputs", metavar="DIR", help="save outputs as DIR/<name>.npy")
+    s.add_argument("--threads", type=int,
+                   help="CPU threads (default: TVM_NUM_THREADS when set, else every physical core this process may use)")
     s.add_argument("--json", metavar="FILE", help="write the results (crosstune results format) to FILE")
     s.add_argument("--rpc", metavar="HOST:PORT", help="run on a board: the RPC tracker's address (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")

@@ -4,6 +4,8 @@ bad inputs."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import zipfile
 
@@ -35,7 +37,7 @@ def test_run_with_input_file_and_saved_outputs(model_dir, conv_package, tmp_path
     )
     assert "input x 1x3x32x32 float32: from file" in proc.stdout
     line = next(l for l in proc.stdout.splitlines() if l.startswith("latency"))
-    assert line.startswith("latency over 7 runs, 2 warm-up: median ")
+    assert re.match(r"latency on \d+ threads? over 7 runs, 2 warm-up: median ", line), line
     for key in ("median", "p90", "min", "max"):
         assert f" {key} " in line
     saved = np.load(tmp_path / "out" / "logits.npy")
@@ -181,3 +183,28 @@ def test_package_records_its_cpu_flags(conv_package):
     from crosstune import targets
 
     assert meta["target"]["cpu_flags"] == targets.get("host").cpu_flags()
+
+
+def test_cpu_packages_run_on_every_physical_core_unless_told(conv_package, tmp_path):
+    """TVM's own default is half of hardware_concurrency on x86 (one thread on a 2-core VM), which ran
+    tuned modules at half speed; crosstune sizes the pool to the physical cores this process may use,
+    unless TVM_NUM_THREADS/OMP_NUM_THREADS or --threads say otherwise."""
+    import subprocess
+    import sys
+
+    from crosstune.targets import host
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    probe = ("import crosstune, tvm; m = crosstune.load(%r); m.run(m.example_inputs(0)); "
+             "print(tvm.get_global_func('runtime.NumThreads')())" % str(conv_package))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) == host.physical_cores()
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "TVM_NUM_THREADS": "1"},
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) == 1
+
+    proc = run_cli("run", conv_package, "--repeat", "3", "--threads", "1", "--json", tmp_path / "r.json", check=0)
+    assert "latency on 1 thread over 3 runs" in proc.stdout
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["engines"][0]["threads"] == 1
+    assert_user_error(run_cli("run", conv_package, "--threads", "0"), "--threads must be at least 1")

@@ -81,3 +81,20 @@ def detect(cpuinfo_path: str = "/proc/cpuinfo") -> HostCPU:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return HostCPU(platform.machine(), model, flags, cores)
+
+
+def physical_cores() -> int:
+    """Cores (not hyper-threads) among the CPUs this process may run on: what a compute-bound thread
+    pool should use. From /sys's thread-sibling lists; every CPU counts where they are missing."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))

@@ -73,8 +73,8 @@ def build(mod_json: str, target_json: str, out_dir: str, cc: str | None) -> str:
 def measure(path: str, args_info: list, device: str, number: int, repeat: int, min_repeat_ms: int,
             threads: int | None) -> list[float]:
     """Time one built kernel on fresh arguments; returns seconds per repeat."""
-    if threads:
-        os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    if threads:  # the target's num-cores, whatever the parent process's pool uses
+        os.environ["TVM_NUM_THREADS"] = str(threads)
     dev = tvm.device(device, 0)
     rt_mod = tvm.runtime.load_module(path)
     args = [_alloc(info, dev) for info in args_info]
