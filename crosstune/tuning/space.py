@@ -16,11 +16,16 @@ cross-thread reduction, unrolling, binding).
 
 from __future__ import annotations
 
+# (init, load_a, load_b, compute, store). fp32 accumulation: the accumulator goes through static
+# shared memory (`..._f32_shared`, not `..._f32_shared_dyn`), see the module doc.
 _WMMA_F32 = [
-    ("wmma_load_16x16x16_f16_b_shared_dyn", "wmma_sync_16x16x16_f16f16f32"),
-    ("wmma_load_16x16x16_f16_b_trans_shared_dyn", "wmma_sync_16x16x16_f16f16f32_trans"),
+    ("wmma_fill_16x16x16_f32", "wmma_load_16x16x16_f16_a_shared_dyn", "wmma_load_16x16x16_f16_b_shared_dyn",
+     "wmma_sync_16x16x16_f16f16f32", "wmma_store_16x16x16_f32_shared"),
+    ("wmma_fill_16x16x16_f32", "wmma_load_16x16x16_f16_a_shared_dyn", "wmma_load_16x16x16_f16_b_trans_shared_dyn",
+     "wmma_sync_16x16x16_f16f16f32_trans", "wmma_store_16x16x16_f32_shared"),
 ]
-_WMMA_OTHER = [  # (init, load_b, compute, store): TVM's own groups, which build as they are
+# fp16 and int8 accumulation: TVM's own groups, which build as they are.
+_WMMA_OTHER = [
     ("wmma_fill_16x16x16_f16", "wmma_load_16x16x16_f16_a_shared_dyn", "wmma_load_16x16x16_f16_b_shared_dyn",
      "wmma_sync_16x16x16_f16f16f16", "wmma_store_16x16x16_f16_shared_dyn"),
     ("wmma_fill_16x16x16_f16", "wmma_load_16x16x16_f16_a_shared_dyn", "wmma_load_16x16x16_f16_b_trans_shared_dyn",
@@ -58,12 +63,10 @@ def tensor_core_rules():
             use_software_pipeline=pipeline,
         )
 
-    f32 = [_group("wmma_fill_16x16x16_f32", "wmma_load_16x16x16_f16_a_shared_dyn", load_b, compute,
-                  "wmma_store_16x16x16_f32_shared") for load_b, compute in _WMMA_F32]
     cuda = list(ScheduleRule.create("cuda"))
     return [
         cuda[0],  # ApplyCustomRule
-        tiling(f32, "shared", "must", False),
+        tiling([_group(*g) for g in _WMMA_F32], "shared", "must", False),
         tiling([_group(*g) for g in _WMMA_OTHER], "shared.dyn", "must", False),
         tiling([_group(*g) for g in _MMA], "shared.dyn", "no", True),
         *cuda[1:],

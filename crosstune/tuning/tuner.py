@@ -80,9 +80,6 @@ class TaskState:
     def remaining(self) -> int:
         return max(0, self.budget - self.trials)
 
-    def share_s(self) -> float:
-        return self.weight * (self.best_s if self.best_s is not None else 1.0)
-
 
 @dataclass
 class Progress:
@@ -371,7 +368,7 @@ def build_shares(states: list[TaskState]) -> dict[int, float]:
         for build, uses in s.uses.items():
             totals[build] = totals.get(build, 0.0) + uses * est(s, build)
     return {s.index: max((uses * est(s, b) / totals[b] if totals[b] else 0.0) for b, uses in s.uses.items())
-            for s in states if s.uses}
+            for s in states}
 
 
 def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
@@ -383,7 +380,7 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
     if not live:
         return None
     shares = build_shares(states)
-    return max(live, key=lambda s: shares.get(s.index, s.share_s()))
+    return max(live, key=lambda s: shares[s.index])
 
 
 def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
