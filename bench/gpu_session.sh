@@ -14,6 +14,7 @@
 #                                              default, so records are kept and tarred within one 600 s call)
 #   bash bench/gpu_session.sh profile          seconds per candidate build, NVRTC against nvcc
 #   bash bench/gpu_session.sh bench MODEL...   crosstune bench against torch, torch.compile, ORT, TensorRT
+#   bash bench/gpu_session.sh kprofile MODEL... each kernel's share of GPU time (bench/gpu_kernel_profile.py)
 #   bash bench/gpu_session.sh tests            pytest -m gpu
 # Each device call gets a fresh copy of the working tree, but /tmp lives as long as the machine is
 # held: the store is kept in /tmp/ctlogs (seeded from logs/ without overwriting), so a later call on
@@ -77,6 +78,16 @@ bench)
     f=$(zoo "$name" $batch)
     ct bench "$f" --target cuda --against torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt \
        --precision ${PRECISIONS:-fp32,fp16} --repeat ${REPEAT:-200} --warmup 30 --json "$OUT/gpu-$name${batch:+-b$batch}.results.json"
+  done
+  ;;
+kprofile)
+  for spec in "$@"; do  # each kernel's share of the GPU time, records vs default schedules
+    name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=
+    f=$(zoo "$name" $batch)
+    for p in $(echo ${PRECISIONS:-fp32,fp16} | tr , ' '); do
+      python3 bench/gpu_kernel_profile.py "$f" --target cuda --precision $p \
+        --json "$OUT/kprofile-$name${batch:+-b$batch}-$p.json" 2>&1 | grep -v Warning | head -n ${ROWS:-25}
+    done
   done
   ;;
 tests)

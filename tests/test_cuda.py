@@ -275,3 +275,43 @@ def test_fp16_tensor_core_candidates_build(model_dir):
         built += 1
     shutil.rmtree(out, ignore_errors=True)
     assert built == len(cands)
+
+
+def test_search_samples_large_fp32_gpu_convolutions(tmp_path):
+    """ResNet-50's batch-16 3x3 convolutions in fp32 (here 16x128x56x56, stride 2): most random
+    schedules fail the GPU post-processors, and at population 64 with crosstune's former threshold
+    (half the population must pass) every round gave up ("Cannot sample enough initial population"),
+    so eleven such kernels stayed on default schedules on the H200. The tuner's search must sample
+    candidates for it at the population `bench/gpu_session.sh` tunes with."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    from crosstune.compile import pipeline, relax_import
+    from crosstune.tuning import space
+    from crosstune.tuning.intrinsics import load_tensor_intrinsics
+    from crosstune.tuning.tuner import TuneOptions, search_strategy
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 128, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+         helper.make_node("Relu", ["c"], ["y"])], "conv16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 128, 56, 56])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, 128, 28, 28])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "conv16.onnx")
+    target = targets.get("h200")
+    _, model = relax_import.load_and_import(tmp_path / "conv16.onnx", {}, {})
+    tasks = [t for t in pipeline.extract_tasks(pipeline.workloads(model.mod, target, "fp32"), target)
+             if "conv2d" in t.task_name]
+    assert len(tasks) == 1
+    tvm_target = pipeline.tuning_target(target)
+    load_tensor_intrinsics("cuda")
+    ctx = ms.TuneContext(mod=_normalize_mod(tasks[0].dispatched[0]), target=tvm_target,
+                         space_generator=space.space_generator(tvm_target),
+                         search_strategy=search_strategy(TuneOptions(population=64, search_iters=2), ms),
+                         num_threads=2, rand_state=1)
+    ctx.pre_tuning(max_trials=16, num_trials_per_iter=16, design_spaces=ctx.generate_design_space(),
+                   database=ms.database.MemoryDatabase(), cost_model=ms.cost_model.RandomModel())
+    cands = ctx.generate_measure_candidates()
+    assert cands is not None and len(cands) == 16

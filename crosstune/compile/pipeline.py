@@ -268,8 +268,10 @@ class Built:
     coverage: Coverage | None
 
 
-def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32") -> Built:
-    """All stages and `tvm.compile`; returns the executable and the weights it takes."""
+def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32",
+          cuda_graph: bool = True) -> Built:
+    """All stages and `tvm.compile`; returns the executable and the weights it takes. `cuda_graph=False`
+    launches every kernel from the host (what a per-kernel profile of the VM needs)."""
     import tvm
 
     prepared = prepare(mod, target, precision)
@@ -285,7 +287,7 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
         kernels = main_only(lifted)
         cov = coverage(kernels, target, database, db_label) if database is not None else None
         scheduled = apply_records(kernels, target, database)
-        with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": True}):
+        with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
             executable = tvm.compile(scheduled, target=target.tvm_target())
         return Built(executable, new_weights, cov)
     cov = coverage(prepared, target, database, db_label) if database is not None else None

@@ -73,6 +73,7 @@ class TaskState:
     best_s: float | None = None  # best of stored and new
     ctx: object = None
     status: str = "pending"  # pending | tuning | done | covered | exhausted
+    widened: bool = False  # its search was restarted wider after a round drew no valid candidate
     models: set = field(default_factory=set)  # the models of this job whose kernel it is
     uses: dict = field(default_factory=dict)  # build ("model" or "model:precision") -> launches per run
 
@@ -272,6 +273,16 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                 t_search = time.perf_counter()
                 candidates = task.ctx.generate_measure_candidates()
                 result.phase_s["search"] += time.perf_counter() - t_search
+                if not candidates and not task.widened:
+                    # Random sampling found too few schedules that pass the GPU checks (large fp32
+                    # convolutions at a small population): search again with a wider net before
+                    # calling the task exhausted.
+                    t_init = time.perf_counter()
+                    _restart_wide(task, tvm_target, options, database, cost_model, ms)
+                    result.phase_s["task_init"] = result.phase_s.get("task_init", 0.0) + time.perf_counter() - t_init
+                    t_search = time.perf_counter()
+                    candidates = task.ctx.generate_measure_candidates()
+                    result.phase_s["search"] += time.perf_counter() - t_search
                 if not candidates:
                     task.status = "exhausted"
                     continue
@@ -383,14 +394,26 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
     return max(live, key=lambda s: shares[s.index])
 
 
-def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
+def _restart_wide(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
+    """Restart a task's search at a population of at least 256 that asks for a single valid random
+    sample per round: what a task whose first round drew no candidate gets once."""
+    try:
+        task.ctx.post_tuning()
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+    task.widened = True
+    _start_task(task, tvm_target, options, database, cost_model, ms, wide=True)
+
+
+def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms,
+                wide: bool = False) -> None:
     from .space import space_generator
 
     ctx = ms.TuneContext(
         mod=task.mod,
         target=tvm_target,
         space_generator=space_generator(tvm_target),
-        search_strategy=search_strategy(options, ms),
+        search_strategy=search_strategy(options, ms, wide=wide),
         task_name=task.name,
         logger=_quiet_logger(),
         rand_state=options.seed + task.index,
@@ -409,15 +432,24 @@ def _start_task(task: TaskState, tvm_target, options: TuneOptions, database, cos
         _warm_cost_model(task, ctx, database, cost_model, ms)
 
 
-def search_strategy(options: TuneOptions, ms):
+def search_strategy(options: TuneOptions, ms, wide: bool = False):
     """MetaSchedule's evolutionary search at the job's population and generations. Replaying and
     post-processing candidates is most of a round's search time (tensor-core traces on a GPU target:
-    about 10 s a round on 16 cores at population 64), and it grows with population x generations plus
-    the random samples drawn each round (`init_min_unmeasured`, stock 50, here at most half the
-    population, so a small population makes a cheap round)."""
+    about 10 s a round on 16 cores at population 64), and it grows with population x generations.
+
+    A round draws random schedules, keeps those that pass the post-processors and gives up ("Cannot
+    sample enough initial population") when fewer than `init_min_unmeasured` pass after a few draws of
+    a population's worth. Stock's threshold is 50 at population 512; crosstune's is an eighth of the
+    population (8 at 64). Half the population, crosstune's threshold before, failed every round of
+    eleven ResNet-50 fp32 kernels on the H200 at population 64 (most random schedules of a batch-16
+    3x3 convolution do not pass), so they stayed on default schedules. Where most samples pass, the
+    threshold changes nothing. `wide` (a task's one retry): population at least 256, one valid sample
+    enough.
+    """
+    population = max(256, options.population) if wide else options.population
     return ms.search_strategy.EvolutionarySearch(
-        population_size=options.population,
-        init_min_unmeasured=max(1, min(50, options.population // 2)),
+        population_size=population,
+        init_min_unmeasured=1 if wide else max(1, min(50, population // 8)),
         genetic_num_iters=options.search_iters,
     )
 
