@@ -28,7 +28,6 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -51,7 +50,7 @@ def main() -> int:
     vm = relax.VirtualMachine(built.executable, dev)
     feed = random_inputs(src.inputs, seed=0)
     inputs = [tvm.runtime.tensor(feed[s.name], dev) for s in src.inputs]
-    weights = [w.copyto(dev) if hasattr(w, "copyto") else tvm.runtime.tensor(np.asarray(w), dev) for w in built.weights]
+    weights = [w.copyto(dev) for w in built.weights]
     fn = vm["main"]
     for _ in range(5):
         fn(*inputs, *weights)
@@ -65,9 +64,7 @@ def main() -> int:
     covered = set(built.coverage.covered) if built.coverage else set()
     kernels: dict[str, dict] = {}
     for ev in prof.key_averages():
-        t = getattr(ev, "device_time_total", None)
-        if t is None:
-            t = ev.cuda_time_total
+        t = ev.device_time_total
         if not t or ev.count == 0 or ev.key.startswith(("Memcpy", "Memset", "cudaMemcpy")):
             continue
         func = re.sub(r"_kernel\d*$", "", ev.key)

@@ -396,7 +396,7 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
 
 def _restart_wide(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
     """Restart a task's search at a population of at least 256 that asks for a single valid random
-    sample per round: what a task whose first round drew no candidate gets once."""
+    sample per round: what a task gets, once, when a round of its search draws no candidate."""
     try:
         task.ctx.post_tuning()
     except Exception:  # noqa: BLE001 - cleanup only
