@@ -395,11 +395,14 @@ def test_other_model_reuses_shared_kernels(tuned, extra_models, tmp_path):
 def test_killed_tuner_loses_no_record_and_truncated_line_is_skipped(extra_models, tmp_path, tune_processes):
     store = tmp_path / "store"
     model = extra_models / "twok.onnx"
-    tp = TuneProcess(tmp_path, "killed", model, *FAST, "--trials-per-task", PER_TASK, "--db", store)
+    # 16 one-trial rounds: the kill lands long before the run could end on its own.
+    tp = TuneProcess(tmp_path, "killed", model, *FAST, "--trials-per-round", 1, "--trials-per-task", 8,
+                     "--db", store)
     tune_processes.append(tp)
     reported = tp.wait_for_round()
     tp.proc.send_signal(signal.SIGKILL)
-    assert tp.wait(timeout=60) == -signal.SIGKILL
+    rc = tp.wait(timeout=60)
+    assert rc == -signal.SIGKILL, f"exit {rc}\nstdout:\n{tp.stdout}"
 
     # Every record measured before the progress line was printed is on disk; every complete line
     # loads (a kill in the middle of a write could at most leave the last line incomplete).
@@ -498,19 +501,23 @@ def test_corrupt_line_is_reported_and_skipped(tuned, tmp_path):
 def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, tune_processes):
     store = tmp_path / "store"
     model = extra_models / "twok.onnx"
-    # One trial per round: after the first round, three more are left to interrupt.
-    args = (model, *FAST, "--trials-per-round", 1, "--trials-per-task", PER_TASK, "--db", store)
+    # One trial per round, 8 per task: after the first round 15 rounds (about a minute) are left to
+    # interrupt. With 2 per task a loaded CI machine once let the run finish before Ctrl-C landed.
+    per_task = 8
+    args = (model, *FAST, "--trials-per-round", 1, "--trials-per-task", per_task, "--db", store)
     tp = TuneProcess(tmp_path, "interrupted", *args)
     tune_processes.append(tp)
     reported = tp.wait_for_round()
+    seen_at = time.monotonic()
     tp.proc.send_signal(signal.SIGINT)
     rc = tp.wait(timeout=120)
-    assert rc == 130, f"exit {rc}\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}"
+    assert rc == 130, (f"exit {rc} ({time.monotonic() - seen_at:.1f} s after Ctrl-C, sent after a round of "
+                       f"{reported} trials)\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}")
     assert "Traceback" not in tp.stdout + tp.stderr
     assert "interrupted: every measured record is saved; run the same command to resume" in tp.stdout
     trials, written, shard = summary(tp.stdout)
     assert trials == written >= reported  # at least the round we saw
-    assert written < 2 * PER_TASK
+    assert written < 2 * per_task
     assert not tp.leftover_workers(), "worker processes outlived the interrupted tune"
 
     on_disk = records(store)  # every line whole and valid JSON
@@ -519,14 +526,15 @@ def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, t
     assert show_counts(show(store))[1] == written
     assert not list(store.glob("*.tmp"))
 
-    proc = run_cli("tune", *args, check=0)
+    # The same command resumes (with larger rounds, which only makes it quicker).
+    proc = run_cli("tune", *args, "--trials-per-round", 4, check=0)
     tasks, covered, resumed, _ = start_line(proc.stdout)
     assert tasks == 2 and covered + resumed >= 1
-    assert summary(proc.stdout)[0] == 2 * PER_TASK - written
+    assert summary(proc.stdout)[0] == 2 * per_task - written
     assert all(row[6] == "done" or row[6] == "covered" for row in table_rows(proc.stdout, "TASK"))
     final = records(store)
     assert records(store, skip=set(store.glob("*.jsonl")) - {Path(shard)}) == on_disk
-    assert sorted(per_workload(final).values()) == [PER_TASK, PER_TASK]
+    assert sorted(per_workload(final).values()) == [per_task, per_task]
 
 
 def test_tune_takes_bindings_as_compile_does(tmp_path):
