@@ -444,7 +444,11 @@ def cmd_run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
     board = None
+    if args.profile < 0:
+        raise UserError("--profile takes a number of runs >= 1")
     if args.rpc or args.key:
+        if args.profile:
+            raise UserError("--profile times kernels in this process; it does not run on boards")
         if args.threads is not None:
             raise UserError("--threads sizes this machine's thread pool; a board's server sets its own")
         from .compile import package
@@ -490,6 +494,8 @@ def cmd_run(args) -> int:
             path = out_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".npy")
             np.save(path, arr)
             say(f"  output {name} {'x'.join(map(str, arr.shape))} {arr.dtype} -> {path}")
+    if args.profile:
+        _print_profile(compiled.profile(inputs, runs=args.profile), stats.median_ms)
     if args.json:
         from .report import results
 
@@ -498,6 +504,27 @@ def cmd_run(args) -> int:
         results.write(args.json, doc)
         say(f"results -> {args.json}")
     return EXIT_OK
+
+
+def _print_profile(prof, latency_ms: float, rows: int = 25) -> None:
+    """Each call of the VM (kernels and builtins) by its share of the profiled time."""
+    from .textfmt import table
+
+    total = sum(c.us_per_run for c in prof.calls) or 1.0
+    kernels = [c for c in prof.calls if c.kind != "builtin"]
+    default = sum(c.us_per_run for c in kernels if c.kind == "default")
+    builtin = sum(c.us_per_run for c in prof.calls if c.kind == "builtin")
+    say(f"profile over {prof.runs} runs: calls add up to {total / 1e3:.3f} ms a run (latency {latency_ms:.3f} ms; "
+        f"the timing hook adds a few us a call): {len(kernels)} kernels, default schedules {default / total:.0%}, "
+        f"VM builtins {builtin / total:.0%}")
+    shown, cum = [], 0.0
+    for c in prof.calls[:rows]:
+        cum += c.us_per_run
+        shown.append([f"{c.us_per_run:.1f}", f"{c.us_per_run / total:.1%}", f"{cum / total:.0%}", str(c.calls_per_run),
+                      c.kind, c.name])
+    say(table(["US/RUN", "SHARE", "CUM", "CALLS", "SCHEDULE", "CALL"], shown))
+    if len(prof.calls) > rows:
+        say(f"  ... {len(prof.calls) - rows} more calls, {(total - cum) / total:.0%} of the time")
 
 
 # ------------------------------------------------------------------------------------------ bench
@@ -750,6 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int,
                    help="CPU threads (default: TVM_NUM_THREADS when set, else every physical core this process may use)")
     s.add_argument("--json", metavar="FILE", help="write the results (crosstune results format) to FILE")
+    s.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="RUNS",
+                   help="after timing, time each kernel over RUNS more runs (default 20) and list them by "
+                        "share, with whether a tuning record or a default schedule drove each")
     s.add_argument("--rpc", metavar="HOST:PORT", help="run on a board: the RPC tracker's address (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")
     s.add_argument("--wait", type=float, default=300.0, help="seconds to wait for a free board (default 300)")

@@ -99,6 +99,8 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # A blocked SIGINT is inherited too (and would stay pending): unblock it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -161,6 +161,15 @@ def extra_models(tmp_path_factory) -> Path:
     return d
 
 
+def _signal_state(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks (for failure messages)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return " ".join(line.strip().replace(":\t", "=") for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError as err:
+        return str(err)
+
+
 def _descendants(pid: int) -> set[int]:
     """Processes below `pid` (build/measure workers, forkserver, resource tracker), from /proc."""
     children: dict[int, list[int]] = {}
@@ -224,6 +233,7 @@ class TuneProcess:
             for line in self.stdout.splitlines():
                 m = ROUND_LINE.match(line)
                 if m:
+                    self.signals = _signal_state(self.proc.pid)
                     return int(m.group(1))
             assert self.proc.poll() is None, f"tune ended before a round\n{self.stdout}\n{self.stderr}"
             time.sleep(0.1)
@@ -310,6 +320,67 @@ def test_compile_applies_stored_records(tuned, tmp_path):
         assert package.read_info(tmp_path / "untuned.ctm").build["tuning"] is None
     assert not (tmp_path / "no-such-store").exists()
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_run_profile_says_which_kernels_records_drive(tuned, extra_models, tmp_path):
+    """`run --profile`: every kernel of the package with its time and calls per run, marked as
+    scheduled by a record or by the defaults exactly as the compile's coverage says."""
+    out = tmp_path / "k256.ctm"
+    # matmul_k256 shares 3 of the tuned model's 4 kernels: 3 records, 1 default schedule.
+    proc = run_cli("compile", extra_models / "matmul_k256.onnx", "--db", tuned.store, "-o", out, check=0)
+    assert compile_coverage(proc)[2:] == (3, 4, 1)
+    missing = package.read_info(out).build["tuning"]["missing"]
+    proc = run_cli("run", out, "--repeat", 3, "--profile", 4, check=0)
+    assert re.search(r"^profile over 4 runs: calls add up to [\d.]+ ms a run \(latency [\d.]+ ms; .*\): "
+                     r"4 kernels, default schedules \d+%, VM builtins \d+%$", proc.stdout, re.M), proc.stdout
+    rows = table_rows(proc.stdout, "US/RUN")
+    kinds = {row[5]: row[4] for row in rows}
+    assert sorted(k for k, v in kinds.items() if v == "default") == sorted(missing) and len(missing) == 1
+    assert sum(v == "record" for v in kinds.values()) == 3
+    assert all(k.startswith("vm.builtin.") for k, v in kinds.items() if v == "builtin")
+    assert all(float(row[0]) > 0 and int(row[3]) >= 1 for row in rows)
+    us = [float(row[0]) for row in rows]
+    assert us == sorted(us, reverse=True)
+
+    proc = run_cli("run", out, "--profile", "--rpc", "127.0.0.1:9", "--key", "rpi4")
+    assert_user_error(proc, "--profile times kernels in this process; it does not run on boards")
+
+
+def _layer_norm_net(name: str) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, [32], rng.standard_normal(32).astype(np.float32).tolist())
+             for n in ("g", "b")]
+    return models._model(
+        [helper.make_node("LayerNormalization", [name, "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 16, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32])], inits, f"ln_{name}")
+
+
+def test_records_of_another_variant_of_a_workload_stay_usable(tmp_path):
+    """Structurally equal kernels can name their blocks differently (a layer norm's blocks are named
+    after its input), and a trace replays only on its own names. Two such variants, tuned apart and
+    merged into one store: every record is read against its own workload line, none is lost, and
+    both models compile with them (the encoder's layer norm once fell back to defaults this way)."""
+    stores = []
+    for name in ("xa", "xb"):
+        onnx.save(_layer_norm_net(name), tmp_path / f"{name}.onnx")
+        stores.append(tmp_path / f"s_{name}")
+        run_cli("tune", tmp_path / f"{name}.onnx", *FAST, "--trials-per-task", PER_TASK, "--db", stores[-1])
+    hashes = {r["workload"] for s in stores for r in records(s)}
+    assert len(hashes) == 1  # one workload, two namings
+    merged = tmp_path / "merged"
+    run_cli("logs", "merge", *stores, "--into", merged)
+    shard = next(merged.glob("*.jsonl"))
+    kinds = [json.loads(line)["kind"] for line in shard.read_text().splitlines()]
+    assert kinds.count("workload") == 2 and kinds.count("record") == 2 * PER_TASK
+    for name in ("xa", "xb"):
+        proc = run_cli("compile", tmp_path / f"{name}.onnx", "--db", merged, "-o", tmp_path / f"{name}.ctm",
+                       "--verify", check=0)
+        assert "warning" not in proc.stdout, proc.stdout
+        assert compile_coverage(proc)[1:] == (2 * PER_TASK, 1, 1, 0)
+    # The tuner reads the same way: every stored trial counts, nothing is measured again.
+    proc = run_cli("tune", tmp_path / "xb.onnx", *FAST, "--trials-per-task", 2 * PER_TASK, "--db", merged, check=0)
+    assert "warning" not in proc.stdout and summary(proc.stdout)[0] == 0, proc.stdout
 
 
 # --------------------------------------------------------------------------------------- 3. resume
@@ -512,7 +583,7 @@ def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, t
     tp.proc.send_signal(signal.SIGINT)
     rc = tp.wait(timeout=120)
     assert rc == 130, (f"exit {rc} ({time.monotonic() - seen_at:.1f} s after Ctrl-C, sent after a round of "
-                       f"{reported} trials)\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}")
+                       f"{reported} trials; signal masks then: {tp.signals})\nstdout:\n{tp.stdout}\nstderr:\n{tp.stderr}")
     assert "Traceback" not in tp.stdout + tp.stderr
     assert "interrupted: every measured record is saved; run the same command to resume" in tp.stdout
     trials, written, shard = summary(tp.stdout)

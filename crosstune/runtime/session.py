@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,79 @@ class CompiledModel(PackageModel):
             return measure_device(self._vm, "__crosstune_bench", self.device, fn,
                                   warmup=warmup, repeat=repeat, max_seconds=max_seconds)
         return measure(fn, self.device.sync, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
+
+
+    def profile(self, inputs: dict[str, np.ndarray] | None = None, *, runs: int = 20,
+                warmup: int = 3) -> "Profile":
+        """Where one call's time goes: every call the VM makes (the kernels, and its own builtins
+        such as allocations), timed around the call (a GPU synchronised before and after), over `runs`
+        calls. The hook costs a few microseconds a call, so the calls add up to more than the latency."""
+        import tvm
+
+        args = self._args(inputs)
+        fn = self._vm["main"]
+        for _ in range(warmup):
+            fn(*args)
+        self.device.sync()
+        totals: dict[str, list] = {}
+        started: list[int] = []
+        clock = time.perf_counter_ns
+        # CPU kernels return when done; a GPU's are waited for around each call.
+        sync = self.device.sync if self.device.dlpack_device_type() != 1 else (lambda: None)
+
+        def hook(func, symbol, before, ret, *call_args):
+            if before:
+                sync()
+                started.append(clock())
+            else:
+                sync()
+                dt = clock() - started.pop()
+                entry = totals.setdefault(str(symbol), [0, 0])
+                entry[0] += dt
+                entry[1] += 1
+            return 0
+
+        self._vm.set_instrument(tvm.runtime.convert(hook))
+        try:
+            t0 = clock()
+            for _ in range(runs):
+                fn(*args)
+            sync()
+            wall = clock() - t0
+        finally:
+            self._vm.set_instrument(None)
+        tuning = (self.info.build or {}).get("tuning") or {}
+        defaults = set(tuning.get("missing") or []) if tuning else None
+        calls = [ProfiledCall(name, ns / runs / 1e3, n // runs,
+                              None if defaults is None or name.startswith("vm.") else name not in defaults)
+                 for name, (ns, n) in totals.items()]
+        calls.sort(key=lambda c: -c.us_per_run)
+        return Profile(calls, runs, wall / runs / 1e3)
+
+
+@dataclass
+class ProfiledCall:
+    name: str
+    us_per_run: float
+    calls_per_run: int
+    tuned: bool | None  # scheduled by a tuning record; None: a VM builtin, or the package has no tuning state
+
+    @property
+    def kind(self) -> str:
+        if self.name.startswith("vm."):
+            return "builtin"
+        return {True: "record", False: "default", None: "-"}[self.tuned]
+
+
+@dataclass
+class Profile:
+    calls: list[ProfiledCall]
+    runs: int
+    us_per_run: float  # wall time of a profiled call (hooks included)
+
+    def to_json(self) -> dict:
+        return {"runs": self.runs, "us_per_run": self.us_per_run,
+                "calls": [dict(asdict(c), kind=c.kind) for c in self.calls]}
 
 
 def load(path: str | Path, threads: int | None = None) -> CompiledModel:

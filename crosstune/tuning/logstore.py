@@ -67,6 +67,10 @@ class Record:
     workload: str  # structural hash
     data: dict  # the line as stored
     where: str  # "file:line"
+    # The workload its trace was measured on: the last workload line of its hash before it in its
+    # shard. Structurally equal workloads (one hash) can name their blocks differently (a layer
+    # norm's blocks are named after its input variable), and a trace replays only on its own names.
+    mod: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -160,23 +164,34 @@ class Store:
 
         index = index or self.load()
         db = ms.database.MemoryDatabase()
-        committed: dict[str, object] = {}
+        committed: set[str] = set()  # hashes the database has a workload for
+        variants: dict[tuple[str, str], object] = {}  # (hash, workload JSON) -> Workload
+        bad: set[tuple[str, str]] = set()
         records = best_k(index, 1) if best_only else index.records
         _load_intrinsics_for(records)
         for r in records:
-            wl = committed.get(r.workload)
+            mod_json = r.mod or index.workloads.get(r.workload)
+            if mod_json is None:
+                index.problems.append(f"{r.where}: record of unknown workload {r.workload} skipped")
+                continue
+            key = (r.workload, mod_json)
+            if key in bad:
+                continue
+            wl = variants.get(key)
             if wl is None:
-                mod_json = index.workloads.get(r.workload)
-                if mod_json is None:
-                    index.problems.append(f"{r.where}: record of unknown workload {r.workload} skipped")
-                    continue
+                # Each record is read against the workload it was measured on. The first variant of
+                # a hash is the database's; MetaSchedule matches records to queries structurally and
+                # applies a record to its own workload, so records of other variants serve too.
                 try:
-                    wl = db.commit_workload(ms.database.Workload.from_json([r.workload, mod_json]).mod)
+                    wl = ms.database.Workload.from_json([r.workload, mod_json])
+                    if r.workload not in committed:
+                        wl = db.commit_workload(wl.mod)
+                        committed.add(r.workload)
                 except Exception as err:  # noqa: BLE001 - a corrupt workload must not stop the rest
                     index.problems.append(f"{r.where}: unreadable workload {r.workload} skipped ({_short(err)})")
-                    index.workloads.pop(r.workload, None)
+                    bad.add(key)
                     continue
-                committed[r.workload] = wl
+                variants[key] = wl
             try:
                 rec = ms.database.TuningRecord.from_json(r.data["record"], wl)
             except Exception as err:  # noqa: BLE001
@@ -203,12 +218,16 @@ class Store:
         final = self.path / _shard_name(label)
         tmp = final.with_suffix(".jsonl.tmp")
         seen: set[str] = set()
+        current: dict[str, str] = {}  # hash -> the workload line in effect in this shard
         with open(tmp, "w") as f:
             f.write(_dumps(_header()) + "\n")
             for r in records:
-                if r.workload not in seen:
+                mod = r.mod or workloads[r.workload]
+                if current.get(r.workload) is not mod and current.get(r.workload) != mod:
+                    # a record's own workload precedes it (another variant of the hash: another line)
                     seen.add(r.workload)
-                    f.write(_dumps({"kind": "workload", "hash": r.workload, "mod": workloads[r.workload]}) + "\n")
+                    current[r.workload] = mod
+                    f.write(_dumps({"kind": "workload", "hash": r.workload, "mod": mod}) + "\n")
                 f.write(_dumps(r.data) + "\n")
             for wl, n in sorted((tallies or {}).items()):
                 if n > 0 and wl in seen:
@@ -346,6 +365,7 @@ def read_shard(path: Path, index: Index) -> None:
         index.problems.append(f"{path}: cannot read ({err.strerror})")
         index.skipped.append(path)
         return
+    current: dict[str, str] = {}  # hash -> the last workload line of that hash in this shard
     with f:
         for lineno, line in enumerate(f, 1):
             where = f"{path}:{lineno}"
@@ -370,11 +390,12 @@ def read_shard(path: Path, index: Index) -> None:
                     index.problems.append(f"{where}: corrupt workload line skipped")
                     continue
                 index.workloads.setdefault(obj["hash"], obj["mod"])
+                current[obj["hash"]] = obj["mod"]
             elif kind == "record":
                 if not _valid_record(obj):
                     index.problems.append(f"{where}: corrupt record line skipped")
                     continue
-                index.records.append(Record(obj["workload"], obj, where))
+                index.records.append(Record(obj["workload"], obj, where, current.get(obj["workload"])))
             elif kind == "tally":
                 if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
                     index.problems.append(f"{where}: corrupt tally line skipped")
