@@ -304,10 +304,12 @@ def test_report_of_the_committed_cpu_results(tmp_path):
     md = out.read_text()
     for model in ("resnet50", "mobilenetv2", "encoder"):
         assert f"## {model} on x86-avx512" in md
-    # untuned (stop 9), first tuned records (stop 10), re-tuned on another 2-core VM (2026-12-03)
-    assert md.count("### History: 3 runs") == 3
-    assert "| **crosstune fp32** | 6653.3 | 128.2 | 62.13 | 107.08× faster |" in md
-    assert "3872.1 ms  (off scale)" in md  # the latest run's untuned bar
+    # untuned (stop 9), first tuned records (stop 10), re-tuned on another 2-core VM (2026-12-03),
+    # all three again after fast math (2026-12-03b), then the encoder alone three times (c1-c3)
+    assert md.count("### History: 4 runs") == 2 and md.count("### History: 7 runs") == 1
+    assert "| **crosstune fp32** | 6653.3 | 128.2 | 62.13 | 74.51 | 89.30× faster |" in md
+    assert "| **crosstune fp32** | 667.4 | 13.95 | 7.20 | 4.34 | 3.95 | 3.77 | 3.74 | 178.55× faster |" in md
+    assert "4324.7 ms  (off scale)" in md  # the latest ResNet-50 run's untuned bar
 
 
 # ---------------------------------------------------------------------------------- in a browser
