@@ -310,6 +310,12 @@ def cmd_tune(args) -> int:
     from .frontend.constants import parse_bindings
 
     target = targets.get(args.target)
+    if args.cache_flush and (target.device != "cpu" or args.rpc or args.key):
+        raise UserError("--cache-flush times CPU kernels measured on this machine; "
+                        f"target '{target.name}' is {'a board' if args.rpc or args.key else target.device}")
+    if args.cache_flush and not args.db:
+        raise UserError("--cache-flush needs its own --db: its times are not comparable with the stored records' "
+                        "(cold caches against hot), and compile picks each workload's fastest record")
     for name, value in (("--trials", args.trials), ("--trials-per-task", args.trials_per_task),
                         ("--trials-per-round", args.trials_per_round), ("--population", args.population),
                         ("--search-iters", args.search_iters)):
@@ -325,7 +331,7 @@ def cmd_tune(args) -> int:
         input_shapes=_shapes(args.input_shape),
         seed=args.seed,
         builders=args.build_workers,
-        measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms),
+        measure=MeasureConfig(min_repeat_ms=args.min_repeat_ms, cache_flush=args.cache_flush),
         precision=args.precision,
         population=args.population,
         search_iters=args.search_iters,
@@ -727,6 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials-per-round", type=int, default=32, help="candidates built and measured per round (default 32)")
     s.add_argument("--build-workers", type=int, help="parallel build processes (default: all cores)")
     s.add_argument("--min-repeat-ms", type=int, default=100, help="shortest timed repeat per candidate (default 100)")
+    s.add_argument("--cache-flush", action="store_true",
+                   help="CPU: time each candidate with its weights flushed from the caches, as a model runs it "
+                        "(records say so; keep them in their own --db: their times are not comparable with others')")
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")

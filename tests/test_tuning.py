@@ -383,6 +383,21 @@ def test_records_of_another_variant_of_a_workload_stay_usable(tmp_path):
     assert "warning" not in proc.stdout and summary(proc.stdout)[0] == 0, proc.stdout
 
 
+def test_cache_flush_records_say_so(extra_models, tmp_path):
+    """`--cache-flush`: candidates are timed with their weights flushed from the caches, and each
+    record says so (their times are not comparable with hot-cache ones); CPU targets only."""
+    store = tmp_path / "flushed"
+    proc = run_cli("tune", extra_models / "twok.onnx", *FAST, "--trials-per-task", 1, "--cache-flush",
+                   "--db", store, check=0)
+    assert summary(proc.stdout)[:2] == (2, 2)
+    recs = records(store)
+    assert len(recs) == 2 and all(r["cache_flush"] is True and len(r["run_secs"]) == 10 for r in recs), recs
+    proc = run_cli("tune", extra_models / "twok.onnx", "--target", "h100", "--cache-flush", "--db", store)
+    assert_user_error(proc, "--cache-flush times CPU kernels measured on this machine", "'h100' is cuda")
+    proc = run_cli("tune", extra_models / "twok.onnx", *FAST, "--cache-flush")
+    assert_user_error(proc, "--cache-flush needs its own --db")
+
+
 # --------------------------------------------------------------------------------------- 3. resume
 def test_same_command_again_measures_nothing(tuned, tmp_path):
     store = tmp_path / "store"

@@ -174,6 +174,9 @@ class MeasureConfig:
     number: int = 3
     repeat: int = 1
     min_repeat_ms: int = 100
+    # CPU: flush the kernel's weights and outputs from the caches before each timed run, as a
+    # model runs them (each kernel's weights come from memory); `repeat` runs of one call each.
+    cache_flush: bool = False
     timeout_s: float = 30.0
 
 
@@ -252,7 +255,8 @@ def make_runner(device: str, threads: int | None, config: MeasureConfig | None =
             info = json.loads(json.dumps(info, default=_jsonable))
             ((ok, value),) = self.pool.map(
                 worker.measure,
-                [(runner_input.artifact_path, info, device, c.number, c.repeat, c.min_repeat_ms, threads)],
+                [(runner_input.artifact_path, info, device, c.number, c.repeat, c.min_repeat_ms, threads,
+                  c.cache_flush)],
                 c.timeout_s,
             )
             if ok:

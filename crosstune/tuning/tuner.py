@@ -485,6 +485,7 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
         return
     workload = database.commit_workload(task.mod)
     run_results: list = [None] * len(candidates)
+    flushed = bool(getattr(getattr(runner, "config", None), "cache_flush", False))
 
     def record(i: int, rr) -> None:
         cand = candidates[i]
@@ -500,6 +501,8 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
             result.errors[first] = result.errors.get(first, 0) + 1
         if board is not None:
             line["board"] = board
+        if flushed:
+            line["cache_flush"] = True  # timed with cold caches: not comparable with other records
         writer.add(task.hash, task.mod_json, line)
         task.trials += 1
         result.trials += 1

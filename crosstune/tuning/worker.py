@@ -71,15 +71,20 @@ def build(mod_json: str, target_json: str, out_dir: str, cc: str | None) -> str:
 
 
 def measure(path: str, args_info: list, device: str, number: int, repeat: int, min_repeat_ms: int,
-            threads: int | None) -> list[float]:
-    """Time one built kernel on fresh arguments; returns seconds per repeat."""
+            threads: int | None, cache_flush: bool = False) -> list[float]:
+    """Time one built kernel on fresh arguments; returns seconds per repeat. With `cache_flush`
+    (CPU), every argument but the first is flushed from the caches before each of 10 one-call runs."""
     if threads:  # the target's num-cores, whatever the parent process's pool uses
         os.environ["TVM_NUM_THREADS"] = str(threads)
     dev = tvm.device(device, 0)
     rt_mod = tvm.runtime.load_module(path)
     args = [_alloc(info, dev) for info in args_info]
-    evaluator = rt_mod.time_evaluator(rt_mod.entry_name, dev, number=number, repeat=repeat,
-                                      min_repeat_ms=min_repeat_ms)
+    if cache_flush and device == "cpu":
+        evaluator = rt_mod.time_evaluator(rt_mod.entry_name, dev, number=1, repeat=max(10, repeat),
+                                          f_preproc="cache_flush_cpu_non_first_arg")
+    else:
+        evaluator = rt_mod.time_evaluator(rt_mod.entry_name, dev, number=number, repeat=repeat,
+                                          min_repeat_ms=min_repeat_ms)
     dev.sync()
     costs = [float(c) for c in evaluator(*args).results]
     try:
