@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -54,6 +55,19 @@ class _Interrupt:
 
     @classmethod
     def stop_requested(cls) -> bool:
+        return cls.seen
+
+    installed = False  # main() installed `handler` (SIGINT was not ignored when crosstune started)
+
+    @classmethod
+    def tuning_stop_requested(cls) -> bool:
+        """`stop_requested` for the tuning loop, which polls it between candidates and while it waits
+        for workers. It also re-asserts the handler: a tune once ran to its end with Ctrl-C unseen
+        (CI, stop 17; cause not found), as if something in the process (native code linked into
+        TVM, process spawning) had replaced or blocked SIGINT. Re-installing costs a system call."""
+        if cls.installed and threading.current_thread() is threading.main_thread():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, cls.handler)
         return cls.seen
 
     @classmethod
@@ -355,7 +369,7 @@ def cmd_tune(args) -> int:
 
     try:
         result = tune_model(args.model if len(args.model) > 1 else args.model[0], opts, progress=_TuneDisplay(), stage=tune_stage,
-                            should_stop=_Interrupt.stop_requested)
+                            should_stop=_Interrupt.tuning_stop_requested)
     finally:
         _Interrupt.soft = False
     for problem in result.problems:
@@ -882,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         block_torch()  # makes `import torch` fail fast
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _Interrupt.handler)
+        _Interrupt.installed = True
     try:
         return args.func(args)
     except BrokenPipeError:  # `crosstune ops | head`: the reader left; nothing to report
