@@ -6,7 +6,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -226,9 +226,13 @@ class CompiledModel(PackageModel):
             self._vm.set_instrument(None)
         tuning = (self.info.build or {}).get("tuning") or {}
         defaults = set(tuning.get("missing") or []) if tuning else None
-        calls = [ProfiledCall(name, ns / runs / 1e3, n // runs,
-                              None if defaults is None or name.startswith("vm.") else name not in defaults)
-                 for name, (ns, n) in totals.items()]
+        def tuned(name: str) -> bool | None:
+            if defaults is None or name.startswith("vm."):
+                return None
+            # TVM suffixes a kernel whose weights a record's layout rewrite prepacks
+            return name.removesuffix("_prepacked") not in defaults
+
+        calls = [ProfiledCall(name, ns / runs / 1e3, n // runs, tuned(name)) for name, (ns, n) in totals.items()]
         calls.sort(key=lambda c: -c.us_per_run)
         return Profile(calls, runs, wall / runs / 1e3)
 
@@ -252,10 +256,6 @@ class Profile:
     calls: list[ProfiledCall]
     runs: int
     us_per_run: float  # wall time of a profiled call (hooks included)
-
-    def to_json(self) -> dict:
-        return {"runs": self.runs, "us_per_run": self.us_per_run,
-                "calls": [dict(asdict(c), kind=c.kind) for c in self.calls]}
 
 
 def load(path: str | Path, threads: int | None = None) -> CompiledModel:

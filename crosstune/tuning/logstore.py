@@ -223,7 +223,7 @@ class Store:
             f.write(_dumps(_header()) + "\n")
             for r in records:
                 mod = r.mod or workloads[r.workload]
-                if current.get(r.workload) is not mod and current.get(r.workload) != mod:
+                if current.get(r.workload) != mod:
                     # a record's own workload precedes it (another variant of the hash: another line)
                     seen.add(r.workload)
                     current[r.workload] = mod

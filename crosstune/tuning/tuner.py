@@ -291,7 +291,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                     result.stopped = "interrupted"
                     break
                 _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                               model_label, ms, result, stop, options.board)
+                               model_label, ms, result, stop, options.board, options.measure.cache_flush)
                 if task.remaining == 0:
                     task.status = "done"
                 report("round", task)
@@ -475,7 +475,8 @@ def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
 
 
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                   model_label: str, ms, result: TuneResult, stop, board: dict | None = None) -> None:
+                   model_label: str, ms, result: TuneResult, stop, board: dict | None = None,
+                   cache_flush: bool = False) -> None:
     t0 = time.perf_counter()
     built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
     t1 = time.perf_counter()
@@ -485,7 +486,6 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
         return
     workload = database.commit_workload(task.mod)
     run_results: list = [None] * len(candidates)
-    flushed = bool(getattr(getattr(runner, "config", None), "cache_flush", False))
 
     def record(i: int, rr) -> None:
         cand = candidates[i]
@@ -501,7 +501,7 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
             result.errors[first] = result.errors.get(first, 0) + 1
         if board is not None:
             line["board"] = board
-        if flushed:
+        if cache_flush:
             line["cache_flush"] = True  # timed with cold caches: not comparable with other records
         writer.add(task.hash, task.mod_json, line)
         task.trials += 1
