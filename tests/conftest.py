@@ -3,6 +3,7 @@ that drives `python -m crosstune` in a subprocess, as a user would."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import subprocess
@@ -117,3 +118,12 @@ def pytest_runtest_makereport(item, call):
                     rep.sections.append((f"diagnostics of {name}", diagnostics()))
                 except Exception as err:  # noqa: BLE001 - diagnostics must not hide the failure
                     rep.sections.append((f"diagnostics of {name}", f"unavailable: {err}"))
+
+
+def shard_files(store: Path) -> list[Path]:
+    """A store's shards: the tuners' plain `*.jsonl` and the compacted `*.jsonl.gz`, sorted."""
+    return sorted([*Path(store).glob("*.jsonl"), *Path(store).glob("*.jsonl.gz")])
+
+
+def shard_text(shard: Path) -> str:
+    return gzip.decompress(shard.read_bytes()).decode() if shard.name.endswith(".gz") else shard.read_text()

@@ -26,6 +26,8 @@ from conftest import (
     default_sigint,
     kill_group,
     run_cli,
+    shard_files,
+    shard_text,
     start_cli,
     wait_for,
 )
@@ -281,8 +283,8 @@ def test_board_that_disappears_mid_run(farm, conv_package, tmp_path):
 # ------------------------------------------------------------------------------------ farm: tuning
 def _records(store: Path) -> int:
     n = 0
-    for shard in store.glob("*.jsonl"):
-        n += sum(1 for line in shard.read_text().splitlines() if '"record"' in line)
+    for shard in shard_files(store):
+        n += sum(1 for line in shard_text(shard).splitlines() if '"record"' in line)
     return n
 
 
@@ -310,7 +312,7 @@ def test_tune_on_two_boards_survives_losing_one(farm, model_dir, tmp_path):
     store = logs / "rpi4-emulated"
     assert f"records go to {store}" in text
     assert _records(store) == 12 and "12 records written" in text
-    lines = [json.loads(l) for shard in store.glob("*.jsonl") for l in shard.read_text().splitlines()]
+    lines = [json.loads(l) for shard in shard_files(store) for l in shard_text(shard).splitlines()]
     boards = [l["board"] for l in lines if l.get("kind") == "record"]
     assert len(boards) == 12 and all(b["key"] == "rpi4" and b["emulated"] is True for b in boards)
     assert _status(farm.tracker).get("rpi4") == 1

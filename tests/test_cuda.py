@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, shard_files, shard_text
 
 from crosstune import targets
 from crosstune.targets import cuda
@@ -222,7 +222,7 @@ def test_gpu_tuning_measures_and_compile_uses_the_records(model_dir, tmp_path):
     proc = run_cli("tune", model_dir / "conv.onnx", "--target", "cuda", "--trials", "16", "--trials-per-round", "8",
                    "--db", db, "--min-repeat-ms", "10", "--population", "64", check=0)
     assert "16 trials" in proc.stdout
-    lines = [json.loads(l) for f in db.glob("*.jsonl") for l in f.read_text().splitlines()]
+    lines = [json.loads(l) for f in shard_files(db) for l in shard_text(f).splitlines()]
     measured = [l for l in lines if l.get("run_secs") and "error" not in l]
     assert len(measured) >= 8, proc.stdout  # most candidates build and run on the GPU
     pkg = tmp_path / "tuned.ctm"

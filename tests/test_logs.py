@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, shard_files, shard_text
 from test_tuning import (
     compile_coverage,
     per_workload,
@@ -76,8 +76,8 @@ def test_merge_copies_each_record_once(store, tmp_path):
     dest = tmp_path / "merged"
     proc = run_cli("logs", "merge", store, "--into", dest, check=0)
     assert re.search(rf"^merged {len(original)} new records \(4 workloads, 0 of them already in the store\) "
-                     rf"from 1 shards into {re.escape(str(dest))} \(merge-\S+\.jsonl\)$", proc.stdout, re.MULTILINE), proc.stdout
-    assert len(list(dest.glob("*.jsonl"))) == 1
+                     rf"from 1 shards into {re.escape(str(dest))} \(merge-\S+\.jsonl\.gz\)$", proc.stdout, re.MULTILINE), proc.stdout
+    assert len(list(shard_files(dest))) == 1
     assert _canon(records(dest)) == _canon(original)
     assert show_counts(show(dest)) == (4, len(original))
 
@@ -92,9 +92,9 @@ def test_merge_keeps_one_record_per_workload_and_trace(store, tmp_path):
     """A source holding every record twice (a copied shard) and a third time, re-measured faster:
     the destination gets each (workload, trace) once, with its fastest measurement."""
     original = records(store)
-    (shard,) = store.glob("*.jsonl")
+    (shard,) = shard_files(store)
     shutil.copy(shard, store / "copy-of-a-shard.jsonl")
-    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    objs = [json.loads(line) for line in shard_text(shard).splitlines()]
     first = next(o for o in objs if o["kind"] == "record")
     faster = json.loads(json.dumps(first))
     faster["run_secs"] = [s / 2 for s in first["run_secs"]]
@@ -116,8 +116,8 @@ def test_merge_keeps_one_record_per_workload_and_trace(store, tmp_path):
 
 # ------------------------------------------------------------------------------------------ 10. prune
 def test_prune_keeps_the_fastest_success_of_each_workload(store):
-    (shard,) = store.glob("*.jsonl")
-    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    (shard,) = shard_files(store)
+    objs = [json.loads(line) for line in shard_text(shard).splitlines()]
     recs = [o for o in objs if o["kind"] == "record"]
     # Failed candidates, as MetaSchedule records them: one per workload, each with its own trace.
     failed = []
@@ -137,7 +137,7 @@ def test_prune_keeps_the_fastest_success_of_each_workload(store):
     proc = run_cli("logs", "prune", store, "--keep", 1, check=0)
     assert proc.stdout.strip() == (f"pruned {store}: kept 4 of {len(everything)} records "
                                    f"(best 1 per workload, 4 workloads)")
-    shards = list(store.glob("*.jsonl"))
+    shards = list(shard_files(store))
     assert len(shards) == 1 and shards[0].name.startswith("pruned-") and shards[0] != shard
     assert not list(store.glob("*.tmp"))
     kept = records(store)
@@ -151,6 +151,39 @@ def test_prune_keeps_the_fastest_success_of_each_workload(store):
     rows = table_rows(show(store).stdout, "TASK")
     assert len(rows) == 4 and all(row[3] == "1" and row[4] == "0" for row in rows), rows
     assert sorted(int(row[2]) for row in rows) == sorted(trials.values())
+
+
+def test_compacted_shards_are_gzip_and_a_damaged_one_is_kept(store):
+    """Shards written whole (prune, merge, export) are gzip-compressed JSON lines; a damaged one
+    (cut off in a copy, say) is reported with its file and the line where it breaks, the lines
+    before that stay usable, and a later prune leaves the damaged file as it was."""
+    plain = records(store)
+    run_cli("logs", "prune", store, "--keep", 8, check=0)
+    (shard,) = shard_files(store)
+    assert shard.name.endswith(".jsonl.gz") and shard.read_bytes()[:2] == b"\x1f\x8b"
+    text = shard_text(shard)
+    assert _canon(records(store)) == _canon(plain)
+    assert len(shard.read_bytes()) < len(text.encode()) / 3  # workloads and traces compress well
+
+    # Cut the compressed file after its first workload and record lines.
+    lines = text.splitlines(keepends=True)
+    kinds = [json.loads(line)["kind"] for line in lines]
+    assert kinds[:3] == ["header", "workload", "record"], kinds
+    import zlib
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    head = z.compress("".join(lines[:3]).encode()) + z.flush(zlib.Z_SYNC_FLUSH)
+    shard.write_bytes(head + z.compress("".join(lines[3:]).encode())[:20])  # no end, no checksum
+    damaged = shard.read_bytes()
+
+    proc = show(store, check_clean=False)
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {shard}:"), proc.stdout
+    assert "compressed shard damaged" in warnings[0] and "the rest skipped" in warnings[0], warnings
+    assert show_counts(proc) == (1, 1)  # the first workload and its record were read
+
+    proc = run_cli("logs", "prune", store, "--keep", 1, check=0)
+    assert "left 1 unreadable shard(s) as they were" in proc.stdout, proc.stdout
+    assert shard.read_bytes() == damaged
 
 
 # ---------------------------------------------------------------------------------------- 11. busy
@@ -173,7 +206,7 @@ def test_export_one_record_per_workload_is_enough_to_compile(tuned, store, tmp_p
     original = records(store)
     out = tmp_path / "exported"
     proc = run_cli("logs", "export", store, "-o", out, check=0)
-    shards = list(out.glob("*.jsonl"))
+    shards = list(shard_files(out))
     assert len(shards) == 1
     assert proc.stdout.strip() == f"exported 4 records (4 workloads) to {shards[0]}"
     exported = records(out)
@@ -225,8 +258,8 @@ def test_list_shows_each_store_with_its_models(tuned, tmp_path):
     shutil.copytree(tuned.store, root / "x86-avx512")
     other = root / "other-board"
     shutil.copytree(tuned.store, other)
-    (shard,) = other.glob("*.jsonl")
-    objs = [json.loads(line) for line in shard.read_text().splitlines()]
+    (shard,) = shard_files(other)
+    objs = [json.loads(line) for line in shard_text(shard).splitlines()]
     for o in objs:
         if o["kind"] == "record":
             o["model"] = "resnet_small"

@@ -23,7 +23,7 @@ import numpy as np
 import models
 import onnx
 import pytest
-from conftest import assert_user_error, default_sigint, run_cli
+from conftest import assert_user_error, default_sigint, run_cli, shard_files, shard_text
 from onnx import TensorProto, helper
 
 from crosstune.compile import package
@@ -55,9 +55,8 @@ def two_kernel_net() -> onnx.ModelProto:
 def shard_lines(store: Path) -> list[tuple[Path, int, str]]:
     """(shard, line number, text) of every line of every shard, in the store's order."""
     out = []
-    for shard in sorted(Path(store).glob("*.jsonl")):
-        with open(shard) as f:
-            out.extend((shard, n, line) for n, line in enumerate(f, 1))
+    for shard in shard_files(store):
+        out.extend((shard, n, line) for n, line in enumerate(shard_text(shard).splitlines(keepends=True), 1))
     return out
 
 
@@ -279,7 +278,7 @@ def test_tune_writes_one_record_per_trial(tuned):
     assert trials == written == PER_TASK * len(tasks)
     assert all(row[2] == str(PER_TASK) and row[3] == str(PER_TASK) and row[6] == "done" for row in tasks), tasks
 
-    shards = sorted(tuned.store.glob("*.jsonl"))
+    shards = sorted(shard_files(tuned.store))
     assert [str(s) for s in shards] == [shard]
     lines = shard_lines(tuned.store)
     kinds = [json.loads(text)["kind"] for _, _, text in lines]
@@ -370,8 +369,8 @@ def test_records_of_another_variant_of_a_workload_stay_usable(tmp_path):
     assert len(hashes) == 1  # one workload, two namings
     merged = tmp_path / "merged"
     run_cli("logs", "merge", *stores, "--into", merged)
-    shard = next(merged.glob("*.jsonl"))
-    kinds = [json.loads(line)["kind"] for line in shard.read_text().splitlines()]
+    shard = shard_files(merged)[0]
+    kinds = [json.loads(line)["kind"] for line in shard_text(shard).splitlines()]
     assert kinds.count("workload") == 2 and kinds.count("record") == 2 * PER_TASK
     for name in ("xa", "xb"):
         proc = run_cli("compile", tmp_path / f"{name}.onnx", "--db", merged, "-o", tmp_path / f"{name}.ctm",
@@ -402,7 +401,7 @@ def test_cache_flush_records_say_so(extra_models, tmp_path):
 def test_same_command_again_measures_nothing(tuned, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(tuned.store, store)
-    before = {p.name: p.read_bytes() for p in store.glob("*.jsonl")}
+    before = {p.name: p.read_bytes() for p in shard_files(store)}
     proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", PER_TASK, "--db", store, check=0)
     assert start_line(proc.stdout) == (4, 4, 0, 0)
     assert proc.stdout.count("    reused  ") == 4
@@ -410,7 +409,7 @@ def test_same_command_again_measures_nothing(tuned, tmp_path):
     assert "plan: 0 trials" in proc.stdout
     assert summary(proc.stdout) == (0, 0, None)
     assert all(row[3] == "0" and row[6] == "covered" for row in table_rows(proc.stdout, "TASK"))
-    assert {p.name: p.read_bytes() for p in store.glob("*.jsonl")} == before
+    assert {p.name: p.read_bytes() for p in shard_files(store)} == before
 
 
 def test_higher_budget_tunes_only_the_difference(tuned, tmp_path):
@@ -431,11 +430,11 @@ def test_higher_budget_tunes_only_the_difference(tuned, tmp_path):
         if status == "done":
             assert total == budget, row
     now = records(store)
-    old_shards = set(tuned.store.glob("*.jsonl"))
+    old_shards = set(shard_files(tuned.store))
     assert records(store, skip={Path(shard)}) == old  # the old shard is untouched
     assert len(records(store, skip={store / p.name for p in old_shards})) == trials  # all new ones in one new shard
     assert len(now) == len(old) + trials
-    assert len(list(store.glob("*.jsonl"))) == 2 and Path(shard).parent == store
+    assert len(list(shard_files(store))) == 2 and Path(shard).parent == store
     assert all(n <= budget for n in per_workload(now).values()), per_workload(now)
     assert sum(per_workload(now).values()) == sum(int(r[2]) for r in rows)
 
@@ -452,7 +451,7 @@ def test_other_model_reuses_shared_kernels(tuned, extra_models, tmp_path):
     assert start_line(proc.stdout) == (4, 4, 0, 0)
     assert proc.stdout.count("    reused  ") == 4
     assert summary(proc.stdout) == (0, 0, None)
-    assert records(store) == before and len(list(store.glob("*.jsonl"))) == 1
+    assert records(store) == before and len(list(shard_files(store))) == 1
 
     # A different first layer: three kernels shared (reused, not measured), one new.
     proc = run_cli("tune", extra_models / "matmul_k256.onnx", *FAST, "--trials-per-task", PER_TASK, "--db", store,
@@ -465,7 +464,7 @@ def test_other_model_reuses_shared_kernels(tuned, extra_models, tmp_path):
     reused = [name for name, row in rows.items() if row[6] == "covered"]
     assert len(reused) == 3 and all(rows[n][3] == "0" for n in reused)
     after = records(store)
-    added = records(store, skip={store / p.name for p in tuned.store.glob("*.jsonl")})
+    added = records(store, skip={store / p.name for p in shard_files(tuned.store)})
     assert len(after) == len(before) + len(added) and len(added) == PER_TASK
     old_workloads = {r["workload"] for r in before}
     assert len({r["workload"] for r in added}) == 1 and not {r["workload"] for r in added} & old_workloads
@@ -492,10 +491,10 @@ def test_killed_tuner_loses_no_record_and_truncated_line_is_skipped(extra_models
 
     # Every record measured before the progress line was printed is on disk; every complete line
     # loads (a kill in the middle of a write could at most leave the last line incomplete).
-    shards = list(store.glob("*.jsonl"))
+    shards = list(shard_files(store))
     assert len(shards) == 1
     shard = shards[0]
-    text = shard.read_text()
+    text = shard_text(shard)
     if not text.endswith("\n"):
         text = text[: text.rindex("\n") + 1]  # judge the complete lines only
         shard.write_text(text)
@@ -538,7 +537,7 @@ def test_two_tuners_on_one_store(extra_models, tmp_path, tune_processes):
         assert trials == written == 2
         shards.add(shard)
         total += written
-    assert shards == {str(p) for p in store.glob("*.jsonl")} and len(shards) == 2
+    assert shards == {str(p) for p in shard_files(store)} and len(shards) == 2
     for shard in shards:
         lines = Path(shard).read_text().splitlines()
         assert json.loads(lines[0])["kind"] == "header"
@@ -564,8 +563,8 @@ def test_unknown_target_is_a_user_error(model_dir, tmp_path):
 def test_corrupt_line_is_reported_and_skipped(tuned, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(tuned.store, store)
-    shard = next(store.glob("*.jsonl"))
-    lines = shard.read_text().splitlines(keepends=True)
+    shard = shard_files(store)[0]
+    lines = shard_text(shard).splitlines(keepends=True)
     good = len(records(store))
     # Line 4 of the shard is a record (header, workload, record, ...): replace it with garbage.
     assert json.loads(lines[3])["kind"] == "record"
@@ -608,7 +607,7 @@ def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, t
 
     on_disk = records(store)  # every line whole and valid JSON
     assert len(on_disk) == written
-    assert [str(p) for p in store.glob("*.jsonl")] == [shard]
+    assert [str(p) for p in shard_files(store)] == [shard]
     assert show_counts(show(store))[1] == written
     assert not list(store.glob("*.tmp"))
 
@@ -619,7 +618,7 @@ def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, t
     assert summary(proc.stdout)[0] == 2 * per_task - written
     assert all(row[6] == "done" or row[6] == "covered" for row in table_rows(proc.stdout, "TASK"))
     final = records(store)
-    assert records(store, skip=set(store.glob("*.jsonl")) - {Path(shard)}) == on_disk
+    assert records(store, skip=set(shard_files(store)) - {Path(shard)}) == on_disk
     assert sorted(per_workload(final).values()) == [per_task, per_task]
 
 

@@ -160,7 +160,7 @@ def _export(args, say) -> int:
     best = logstore.best_k(index, args.keep)
     out = Path(args.output)
     if args.format == "crosstune":
-        if out.exists() and any(out.glob("*.jsonl")):
+        if logstore.Store(out).exists():
             raise UserError(f"{out} already holds tuning logs; export into a new folder")
         shard = logstore.Store(out).write_shard(best, index.workloads, label="export",
                                                 tallies=logstore.dropped_tallies(index, best))

@@ -1,7 +1,10 @@
 """The tuning-log store: MetaSchedule records on disk, one folder per target preset.
 
-Layout of a store (for example `logs/x86-avx512/`): any number of *shards*, `*.jsonl` files, each
-written by exactly one process and only ever appended to. Every line is one JSON object:
+Layout of a store (for example `logs/x86-avx512/`): any number of *shards*, each written by exactly
+one process. A tuner's shard is a plain `*.jsonl` file, only ever appended to; a shard written whole
+(by `prune`, `merge` into a store, `export`) is gzip-compressed, `*.jsonl.gz`: the workload and trace
+JSON compresses about 13x, which is what makes stores small enough to commit and ship. Every line
+is one JSON object:
 
     {"kind": "header", "format": 1, "tvm": "0.27.0.post1", "crosstune": "...", "created": "..."}
     {"kind": "workload", "hash": "<structural hash>", "mod": "<TVM's Workload JSON>"}
@@ -26,11 +29,14 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import gzip
+import io
 import json
 import math
 import os
 import socket
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,10 +149,12 @@ class Store:
         return f"Store({str(self.path)!r})"
 
     def exists(self) -> bool:
-        return self.path.is_dir() and any(self.path.glob("*.jsonl"))
+        return bool(self.shards())
 
     def shards(self) -> list[Path]:
-        return sorted(self.path.glob("*.jsonl")) if self.path.is_dir() else []
+        if not self.path.is_dir():
+            return []
+        return sorted([*self.path.glob("*.jsonl"), *self.path.glob("*.jsonl.gz")])
 
     # -- reading ----------------------------------------------------------------------------------
     def load(self) -> Index:
@@ -215,11 +223,12 @@ class Store:
         if not records:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
-        final = self.path / _shard_name(label)
-        tmp = final.with_suffix(".jsonl.tmp")
+        final = self.path / (_shard_name(label) + ".gz")
+        tmp = final.with_name(final.name + ".tmp")
         seen: set[str] = set()
         current: dict[str, str] = {}  # hash -> the workload line in effect in this shard
-        with open(tmp, "w") as f:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                io.TextIOWrapper(gz, encoding="utf-8") as f:
             f.write(_dumps(_header()) + "\n")
             for r in records:
                 mod = r.mod or workloads[r.workload]
@@ -233,7 +242,9 @@ class Store:
                 if n > 0 and wl in seen:
                     f.write(_dumps({"kind": "tally", "workload": wl, "trials": int(n)}) + "\n")
             f.flush()
-            os.fsync(f.fileno())
+            gz.close()
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, final)
         return final
 
@@ -360,49 +371,65 @@ def dedupe(records: Iterable[Record]) -> list[Record]:
 def read_shard(path: Path, index: Index) -> None:
     """Add one shard's workloads, records and tallies to `index`; problems are noted, not raised."""
     try:
-        f = open(path, encoding="utf-8", errors="replace")
+        if path.name.endswith(".gz"):
+            f = gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        else:
+            f = open(path, encoding="utf-8", errors="replace")
     except OSError as err:
         index.problems.append(f"{path}: cannot read ({err.strerror})")
         index.skipped.append(path)
         return
+    read = [0]  # lines read so far
+    try:
+        with f:
+            _read_lines(path, f, index, read)
+    except (OSError, EOFError, zlib.error) as err:
+        # A compressed shard cut off or damaged: the lines before the damage are read; the shard
+        # counts as not read whole, so compaction never deletes it.
+        index.problems.append(f"{path}:{read[0] + 1}: compressed shard damaged here "
+                              f"({_short(err) or type(err).__name__}); its first {read[0]} lines read, the rest skipped")
+        index.skipped.append(path)
+
+
+def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
     current: dict[str, str] = {}  # hash -> the last workload line of that hash in this shard
-    with f:
-        for lineno, line in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            if not line.strip():
+    for lineno, line in enumerate(f, 1):
+        read[0] = lineno
+        where = f"{path}:{lineno}"
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            kind = obj["kind"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            truncated = not line.endswith("\n")
+            index.problems.append(f"{where}: {'truncated' if truncated else 'corrupt'} line skipped")
+            continue
+        if kind == "header":
+            if obj.get("format") != FORMAT_VERSION:
+                index.problems.append(
+                    f"{where}: log format {obj.get('format')} (this crosstune reads {FORMAT_VERSION}); shard skipped"
+                )
+                index.skipped.append(path)
+                return
+        elif kind == "workload":
+            if not isinstance(obj.get("hash"), str) or not isinstance(obj.get("mod"), str):
+                index.problems.append(f"{where}: corrupt workload line skipped")
                 continue
-            try:
-                obj = json.loads(line)
-                kind = obj["kind"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                truncated = not line.endswith("\n")
-                index.problems.append(f"{where}: {'truncated' if truncated else 'corrupt'} line skipped")
+            index.workloads.setdefault(obj["hash"], obj["mod"])
+            current[obj["hash"]] = obj["mod"]
+        elif kind == "record":
+            if not _valid_record(obj):
+                index.problems.append(f"{where}: corrupt record line skipped")
                 continue
-            if kind == "header":
-                if obj.get("format") != FORMAT_VERSION:
-                    index.problems.append(
-                        f"{where}: log format {obj.get('format')} (this crosstune reads {FORMAT_VERSION}); shard skipped"
-                    )
-                    index.skipped.append(path)
-                    return
-            elif kind == "workload":
-                if not isinstance(obj.get("hash"), str) or not isinstance(obj.get("mod"), str):
-                    index.problems.append(f"{where}: corrupt workload line skipped")
-                    continue
-                index.workloads.setdefault(obj["hash"], obj["mod"])
-                current[obj["hash"]] = obj["mod"]
-            elif kind == "record":
-                if not _valid_record(obj):
-                    index.problems.append(f"{where}: corrupt record line skipped")
-                    continue
-                index.records.append(Record(obj["workload"], obj, where, current.get(obj["workload"])))
-            elif kind == "tally":
-                if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
-                    index.problems.append(f"{where}: corrupt tally line skipped")
-                    continue
-                index.tallies[obj["workload"]] = index.tallies.get(obj["workload"], 0) + obj["trials"]
-            else:
-                index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
+            index.records.append(Record(obj["workload"], obj, where, current.get(obj["workload"])))
+        elif kind == "tally":
+            if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
+                index.problems.append(f"{where}: corrupt tally line skipped")
+                continue
+            index.tallies[obj["workload"]] = index.tallies.get(obj["workload"], 0) + obj["trials"]
+        else:
+            index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
 
 
 def _valid_record(obj: dict) -> bool:
