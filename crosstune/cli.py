@@ -254,7 +254,9 @@ def _report_tuning(tuning, args) -> None:
     else:
         say(f"  tuning logs: {tuning['database']} ({tuning['records_in_database']} records): "
             f"{tuning['covered']} of {tuning['tasks']} kernels tuned, "
-            f"{tuning['default_schedules']} on default schedules")
+            f"{tuning['default_schedules']} on default schedules"
+            + (f" ({tuning['default_faster']} of them measured faster than their records)"
+               if tuning.get("default_faster") else ""))
 
 
 
@@ -350,6 +352,7 @@ def cmd_tune(args) -> int:
         population=args.population,
         search_iters=args.search_iters,
         bindings=parse_bindings(args.bind),
+        baseline=not args.no_baseline,
     )
     from .tuning import logstore
 
@@ -750,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-flush", action="store_true",
                    help="CPU: time each candidate with its weights flushed from the caches, as a model runs it "
                         "(records say so; keep them in their own --db: their times are not comparable with others')")
+    s.add_argument("--no-baseline", action="store_true",
+                   help="do not time each tuned workload's default schedule (by default it is timed once, "
+                        "and compile keeps a workload on its default schedule when that beat every record)")
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on boards behind this RPC tracker (with --key)")
     s.add_argument("--key", help="board key at the tracker, e.g. rpi4 (with --rpc)")

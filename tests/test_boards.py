@@ -292,7 +292,7 @@ def _tune(farm, model, logs: Path, trials: int, out: Path) -> subprocess.Popen:
     f = open(out, "w")  # noqa: SIM115
     return subprocess.Popen(
         _cli("tune", model, "--target", "rpi4", "--rpc", farm.tracker, "--key", "rpi4", "--trials", trials,
-             "--trials-per-round", "4", "--population", "64"),
+             "--trials-per-round", "4", "--population", "64", "--no-baseline"),
         stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, CROSSTUNE_LOGS=str(logs), PYTHONUNBUFFERED="1"),
         preexec_fn=default_sigint,
     )

@@ -220,7 +220,7 @@ def test_gpu_package_for_a_newer_architecture_is_refused(model_dir, tmp_path):
 def test_gpu_tuning_measures_and_compile_uses_the_records(model_dir, tmp_path):
     db = tmp_path / "db"
     proc = run_cli("tune", model_dir / "conv.onnx", "--target", "cuda", "--trials", "16", "--trials-per-round", "8",
-                   "--db", db, "--min-repeat-ms", "10", "--population", "64", check=0)
+                   "--db", db, "--min-repeat-ms", "10", "--population", "64", "--no-baseline", check=0)
     assert "16 trials" in proc.stdout
     lines = [json.loads(l) for f in shard_files(db) for l in shard_text(f).splitlines()]
     measured = [l for l in lines if l.get("run_secs") and "error" not in l]

@@ -27,17 +27,21 @@ from conftest import assert_user_error, default_sigint, run_cli, shard_files, sh
 from onnx import TensorProto, helper
 
 from crosstune.compile import package
+from crosstune.tuning.logstore import FAILED_SECS
 
 # Small, fast budgets: one round per task, timed repeats of 1 ms instead of 100 ms.
 PER_TASK = 2
 # a small search population: the default 256 spends most of a 2-core test run searching
-FAST = ("--target", "host", "--trials-per-round", "2", "--min-repeat-ms", "1", "--population", "64")
+# --no-baseline: which of a record and a default schedule is faster is a matter of timing, and the
+# tests' coverage counts must not be; test_default_schedules_* measure and check the baselines.
+FAST = ("--target", "host", "--trials-per-round", "2", "--min-repeat-ms", "1", "--population", "64", "--no-baseline")
 
 ROUND_LINE = re.compile(r"^  \[\d+m\d+s\] tasks \d+/\d+  trials (\d+)/(\d+)")
 SUMMARY = re.compile(r"^  (\d+) trials in \S+ \([\d.]+ per minute\); (\d+) records written(?: to (\S+))?$", re.MULTILINE)
 START = re.compile(r"^  (\d+) tuning tasks; (\d+) already at their budget in the store \(reused, not re-tuned\), "
                    r"(\d+) resumed from stored trials, (\d+) new$", re.MULTILINE)
-COMPILE_LOGS = re.compile(r"^  tuning logs: (\S+) \((\d+) records\): (\d+) of (\d+) kernels tuned, (\d+) on default schedules$",
+COMPILE_LOGS = re.compile(r"^  tuning logs: (\S+) \((\d+) records\): (\d+) of (\d+) kernels tuned, (\d+) on default schedules"
+                          r"(?: \((\d+) of them measured faster than their records\))?$",
                           re.MULTILINE)
 
 
@@ -293,7 +297,7 @@ def test_tune_writes_one_record_per_trial(tuned):
     assert show_counts(proc) == (len(tasks), trials)
     shown = table_rows(proc.stdout, "TASK")
     assert sorted(r[0] for r in shown) == sorted(r[0] for r in tasks)
-    assert all(r[2] == r[3] == str(PER_TASK) and r[4] == "0" and r[6] == "matmul" for r in shown), shown
+    assert all(r[2] == r[3] == str(PER_TASK) and r[4] == "0" and r[6] == "-" and r[7] == "matmul" for r in shown), shown
 
 
 # -------------------------------------------------------------------------------------- 2. compile
@@ -380,6 +384,56 @@ def test_records_of_another_variant_of_a_workload_stay_usable(tmp_path):
     # The tuner reads the same way: every stored trial counts, nothing is measured again.
     proc = run_cli("tune", tmp_path / "xb.onnx", *FAST, "--trials-per-task", 2 * PER_TASK, "--db", merged, check=0)
     assert "warning" not in proc.stdout and summary(proc.stdout)[0] == 0, proc.stdout
+
+
+def test_default_schedules_are_timed_once_and_keep_slower_records_out(model_dir, tmp_path):
+    """Without --no-baseline the tuner times each tuned workload's default schedule once, with the
+    task's first round, as a `default` line; a resumed run does not time it again. Compile keeps a
+    workload on its default schedule where that measured faster than every record (the times are
+    edited here, so the outcome does not hang on this machine's timing), and prune and merge keep
+    the lines."""
+    store = tmp_path / "s"
+    fast = [a for a in FAST if a != "--no-baseline"]
+    run_cli("tune", model_dir / "matmul.onnx", *fast, "--trials-per-task", 1, "--db", store)
+
+    def default_lines(folder):
+        return [json.loads(t) for _, _, t in shard_lines(folder) if json.loads(t)["kind"] == "default"]
+
+    hashes = {r["workload"] for r in records(store)}
+    defaults = default_lines(store)
+    assert len(hashes) == 4 and sorted(d["workload"] for d in defaults) == sorted(hashes), defaults
+    assert all(d["task"] and d["run_secs"] and min(d["run_secs"]) > 0 for d in defaults), defaults
+    run_cli("tune", model_dir / "matmul.onnx", *fast, "--trials-per-task", 2, "--db", store)
+    assert len(records(store)) == 8 and len(default_lines(store)) == 4  # resumed: timed once only
+
+    # One workload's default made faster than anything; the others' marked failed (records win).
+    chosen = sorted(hashes)[0]
+    task = next(d["task"] for d in defaults if d["workload"] == chosen)
+    for shard in shard_files(store):
+        out = []
+        for line in shard_text(shard).splitlines():
+            obj = json.loads(line)
+            if obj["kind"] == "default":
+                obj["run_secs"] = [1e-12] if obj["workload"] == chosen else [FAILED_SECS]
+            out.append(json.dumps(obj, separators=(",", ":")) + "\n")
+        shard.write_text("".join(out))
+    rows = {r[1]: r for r in table_rows(show(store).stdout, "TASK")}
+    assert rows[chosen[:12]][6] == "0 ns *" and all(r[6] == "failed" for h, r in rows.items() if h != chosen[:12]), rows
+
+    def compiles_with_one_default(db: Path) -> None:
+        out = tmp_path / f"{db.name}.ctm"
+        proc = run_cli("compile", model_dir / "matmul.onnx", "--db", db, "-o", out, "--verify", check=0)
+        m = COMPILE_LOGS.search(proc.stdout)
+        assert m and m.group(3, 4, 5, 6) == ("3", "4", "1", "1"), proc.stdout
+        assert "PASSED" in proc.stdout
+        build = package.read_info(out).build["tuning"]
+        assert build["missing"] == [task] and build["default_faster"] == 1, build
+
+    compiles_with_one_default(store)
+    run_cli("logs", "prune", store, "--keep", 1)  # one compressed shard
+    compiles_with_one_default(store)
+    run_cli("logs", "merge", store, "--into", tmp_path / "merged")
+    compiles_with_one_default(tmp_path / "merged")
 
 
 def test_cache_flush_records_say_so(extra_models, tmp_path):

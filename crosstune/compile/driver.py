@@ -63,7 +63,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
     progress("build")
     t = time.perf_counter()
-    database, db_label, db_problems = None, "", []
+    database, db_label, db_problems, default_faster = None, "", [], frozenset()
     if options.use_logs:
         from ..tuning import logstore
 
@@ -72,10 +72,11 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             index = store.load()
             database = store.tvm_database(index, best_only=True)
             db_label, db_problems = str(store.path), index.problems
+            default_faster = frozenset(index.default_wins())
     native_log: list[str] = []
     with native_stderr_captured(native_log):
         built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label,
-                               precision=options.precision)
+                               precision=options.precision, default_faster=default_faster)
     executable, weights_out = built.executable, built.weights
     tuning = None
     if built.coverage is not None:

@@ -44,6 +44,8 @@ class Coverage:
     missing: list[str] = field(default_factory=list)
     database: str = ""
     records: int = 0
+    # of `missing`: workloads with records that measured slower than their default schedule
+    default_faster: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +54,7 @@ class Coverage:
             "covered": len(self.covered),
             "default_schedules": len(self.missing),
             "records_in_database": self.records,
+            "default_faster": len(self.default_faster),
             "missing": self.missing,
         }
 
@@ -208,8 +211,14 @@ def extract_tasks(prepared, target: Target):
     return ms.relax_integration.extract_tasks(prepared, tuning_target(target))
 
 
-def coverage(prepared, target: Target, database, db_label: str = "") -> Coverage:
-    """How many of the prepared module's workloads `database` has a record for."""
+def coverage(prepared, target: Target, database, db_label: str = "",
+             default_faster: frozenset[str] = frozenset()) -> Coverage:
+    """How many of the prepared module's workloads `database` has a record for. `default_faster`:
+    the workload hashes whose records the database leaves out because the default schedule
+    measured faster."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
     cov = Coverage(database=db_label, records=len(database) if database is not None else 0)
     tasks = extract_tasks(prepared, target)
     tvm_target = tuning_target(target)
@@ -219,6 +228,9 @@ def coverage(prepared, target: Target, database, db_label: str = "") -> Coverage
         if database is not None:
             rec = database.query_tuning_record(task.dispatched[0], tvm_target, task.task_name)
         (cov.covered if rec is not None else cov.missing).append(task.task_name)
+        if rec is None and default_faster:
+            if ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()[0] in default_faster:
+                cov.default_faster.append(task.task_name)
     return cov
 
 
@@ -303,7 +315,7 @@ class Built:
 
 
 def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32",
-          cuda_graph: bool = True) -> Built:
+          cuda_graph: bool = True, default_faster: frozenset[str] = frozenset()) -> Built:
     """All stages and `tvm.compile`; returns the executable and the weights it takes. `cuda_graph=False`
     launches every kernel from the host (what a per-kernel profile of the VM needs)."""
     import tvm
@@ -319,12 +331,12 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
         lifted = lift(prepared, target)
         new_weights = transform_weights(lifted, weights)
         kernels = main_only(lifted)
-        cov = coverage(kernels, target, database, db_label) if database is not None else None
+        cov = coverage(kernels, target, database, db_label, default_faster) if database is not None else None
         scheduled = apply_records(kernels, target, database)
         with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
             executable = tvm.compile(scheduled, target=target.tvm_target())
         return Built(executable, new_weights, cov)
-    cov = coverage(prepared, target, database, db_label) if database is not None else None
+    cov = coverage(prepared, target, database, db_label, default_faster) if database is not None else None
     scheduled = apply_records(prepared, target, database)
     finished = finish(scheduled, target, tuned=bool(cov and cov.covered))
     new_weights = transform_weights(finished, weights)

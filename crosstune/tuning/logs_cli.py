@@ -49,6 +49,8 @@ def _load(store: logstore.Store, say) -> logstore.Index:
 def _latency(secs: float | None) -> str:
     if secs is None:
         return "-"
+    if secs < 1e-6:
+        return f"{secs * 1e9:.0f} ns"
     return f"{secs * 1e6:.1f} us" if secs < 1e-3 else f"{secs * 1e3:.2f} ms"
 
 
@@ -100,10 +102,21 @@ def _show(args, say) -> int:
         # included (their tallies); RECORDS: the records the store still holds.
         rows.append([", ".join(tasks)[:48], wl[:12], str(index.trials(wl)), str(len(recs)),
                      str(sum(1 for r in recs if not r.ok)), _latency(best.seconds if best else None),
-                     ", ".join(models)])
+                     _default(index, wl, best), ", ".join(models)])
     say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records")
-    say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "MODELS"], rows))
+    say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "DEFAULT", "MODELS"], rows))
     return 0
+
+
+def _default(index: logstore.Index, wl: str, best) -> str:
+    """The workload's time on its default schedule; `*` where that beats its best record, so
+    compile leaves the workload on its default schedule."""
+    secs = index.default_seconds(wl)
+    if secs is None:
+        return "-"
+    if secs >= logstore.FAILED_SECS / 10:
+        return "failed"
+    return _latency(secs) + (" *" if best is not None and secs <= best.seconds else "")
 
 
 def _sources(paths: list[str]) -> logstore.Index:
@@ -121,6 +134,8 @@ def _sources(paths: list[str]) -> logstore.Index:
             raise UserError(f"no tuning logs at {path}")
         index.workloads.update({k: v for k, v in sub.workloads.items() if k not in index.workloads})
         index.records.extend(sub.records)
+        for line in sub.defaults.values():
+            index.add_default(line)
         index.problems.extend(sub.problems)
         index.shards.extend(sub.shards)
     return index
@@ -133,7 +148,10 @@ def _merge(args, say) -> int:
     existing = dest.load()
     have = {r.key for r in existing.records}
     new = [r for r in logstore.dedupe(incoming.records) if r.key not in have and r.workload in incoming.workloads]
-    shard = dest.write_shard(new, incoming.workloads, label="merge")
+    defaults = {h: d for h, d in incoming.defaults.items()
+                if h in incoming.workloads and (h not in existing.defaults
+                                                or logstore.median(d["run_secs"]) < existing.default_seconds(h))}
+    shard = dest.write_shard(new, incoming.workloads, label="merge", defaults=defaults)
     workloads = len({r.workload for r in new})
     known = len({r.workload for r in new} & set(existing.workloads))
     say(f"merged {len(new)} new records ({workloads} workloads, {known} of them already in the store) "
@@ -163,7 +181,8 @@ def _export(args, say) -> int:
         if logstore.Store(out).exists():
             raise UserError(f"{out} already holds tuning logs; export into a new folder")
         shard = logstore.Store(out).write_shard(best, index.workloads, label="export",
-                                                tallies=logstore.dropped_tallies(index, best))
+                                                tallies=logstore.dropped_tallies(index, best),
+                                                defaults=index.defaults)
         say(f"exported {len(best)} records ({len(index.by_workload())} workloads) to {shard}")
         return 0
     # TVM's own JSONDatabase, for use with plain TVM (`ms.database.JSONDatabase(work_dir=...)`).

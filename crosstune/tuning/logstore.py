@@ -10,6 +10,12 @@ is one JSON object:
     {"kind": "workload", "hash": "<structural hash>", "mod": "<TVM's Workload JSON>"}
     {"kind": "record", "workload": "<hash>", "trace": ..., "run_secs": [...], "target": ...,
      "args_info": ..., "task": "fused_conv2d_add_relu", "model": "resnet50", "time": ...}
+    {"kind": "default", "workload": "<hash>", "run_secs": [...], "task": ..., "time": ...}
+
+A `default` line is the workload's time with the schedule a build gives it when no record applies
+(dlight's rules on GPUs, TVM's plain lowering on CPUs), measured once by the tuner alongside the
+task's first candidates. Compile applies a workload's best record only when it is faster than that:
+a few trials on a large kernel can find schedules slower than dlight's.
 
 A shard names each workload before its first record, so every shard stands alone: shards can be
 copied between machines and merged by copying files. Why this shape:
@@ -107,6 +113,8 @@ class Index:
     tallies: dict[str, int] = field(default_factory=dict)
     # Shards not read whole (another log format, unreadable file): compaction must leave them be.
     skipped: list[Path] = field(default_factory=list)
+    # hash -> the fastest `default` line of the workload (its time without a record)
+    defaults: dict[str, dict] = field(default_factory=dict)
 
     def by_workload(self) -> dict[str, list[Record]]:
         out: dict[str, list[Record]] = defaultdict(list)
@@ -120,6 +128,29 @@ class Index:
     def best(self, workload: str) -> Record | None:
         ok = [r for r in self.records if r.workload == workload and r.ok]
         return min(ok, key=lambda r: r.seconds) if ok else None
+
+    def default_seconds(self, workload: str) -> float | None:
+        line = self.defaults.get(workload)
+        return median(line["run_secs"]) if line else None
+
+    def add_default(self, obj: dict) -> None:
+        old = self.defaults.get(obj["workload"])
+        if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
+            self.defaults[obj["workload"]] = obj
+
+    def default_wins(self) -> set[str]:
+        """Workloads whose default schedule measured faster than their best record."""
+        out = set()
+        for wl in self.defaults:
+            best = self.best(wl)
+            if best is not None and self.default_seconds(wl) <= best.seconds:
+                out.add(wl)
+        return out
+
+
+def median(secs) -> float:
+    secs = sorted(float(s) for s in secs)
+    return secs[len(secs) // 2]
 
 
 def _load_intrinsics_for(records: list[Record]) -> None:
@@ -176,6 +207,9 @@ class Store:
         variants: dict[tuple[str, str], object] = {}  # (hash, workload JSON) -> Workload
         bad: set[tuple[str, str]] = set()
         records = best_k(index, 1) if best_only else index.records
+        if best_only:  # compiling: a record slower than the default schedule is not applied
+            wins = index.default_wins()
+            records = [r for r in records if r.workload not in wins]
         _load_intrinsics_for(records)
         for r in records:
             mod_json = r.mod or index.workloads.get(r.workload)
@@ -216,11 +250,12 @@ class Store:
         return _Lock(self.path, exclusive)
 
     def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str,
-                    tallies: dict[str, int] | None = None) -> Path | None:
-        """Write `records` (and trial tallies of dropped records) to one new shard atomically;
-        returns its path (None when empty)."""
+                    tallies: dict[str, int] | None = None, defaults: dict[str, dict] | None = None) -> Path | None:
+        """Write `records` (and trial tallies of dropped records, and default-schedule times) to one
+        new shard atomically; returns its path (None when empty)."""
         records = list(records)
-        if not records:
+        defaults = {h: d for h, d in (defaults or {}).items() if h in workloads}
+        if not records and not defaults:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
         final = self.path / (_shard_name(label) + ".gz")
@@ -241,6 +276,11 @@ class Store:
             for wl, n in sorted((tallies or {}).items()):
                 if n > 0 and wl in seen:
                     f.write(_dumps({"kind": "tally", "workload": wl, "trials": int(n)}) + "\n")
+            for wl, line in sorted(defaults.items()):
+                if wl not in current:
+                    current[wl] = workloads[wl]
+                    f.write(_dumps({"kind": "workload", "hash": wl, "mod": workloads[wl]}) + "\n")
+                f.write(_dumps(line) + "\n")
             f.flush()
             gz.close()
             raw.flush()
@@ -251,7 +291,7 @@ class Store:
     def replace(self, index: Index, records: list[Record], label: str) -> Path | None:
         """Replace the shards `index` read whole by one shard holding `records` and the tallies of
         the trials left out; shards it could not read whole stay (caller holds the exclusive lock)."""
-        new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records))
+        new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records), index.defaults)
         for shard in index.shards:
             if shard != new and shard not in index.skipped:
                 shard.unlink(missing_ok=True)
@@ -286,7 +326,7 @@ class Writer:
             self._lock.release()
             self._lock = None
 
-    def add(self, workload_hash: str, mod_json: str, data: dict) -> None:
+    def add(self, workload_hash: str, mod_json: str, data: dict, kind: str = "record") -> None:
         if self._f is None:
             self.path = self.store.path / _shard_name(self.label)
             self._f = open(self.path, "a")
@@ -295,11 +335,12 @@ class Writer:
         if workload_hash not in self._written:
             lines.append(_dumps({"kind": "workload", "hash": workload_hash, "mod": mod_json}))
             self._written.add(workload_hash)
-        lines.append(_dumps({"kind": "record", "workload": workload_hash, **data}))
+        lines.append(_dumps({"kind": kind, "workload": workload_hash, **data}))
         self._f.write("\n".join(lines) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
-        self.count += 1
+        if kind == "record":
+            self.count += 1
 
 
 class _Lock:
@@ -423,6 +464,13 @@ def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
                 index.problems.append(f"{where}: corrupt record line skipped")
                 continue
             index.records.append(Record(obj["workload"], obj, where, current.get(obj["workload"])))
+        elif kind == "default":
+            secs = obj.get("run_secs")
+            if not (isinstance(obj.get("workload"), str) and isinstance(secs, list) and secs
+                    and all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in secs)):
+                index.problems.append(f"{where}: corrupt default line skipped")
+                continue
+            index.add_default(obj)
         elif kind == "tally":
             if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
                 index.problems.append(f"{where}: corrupt tally line skipped")

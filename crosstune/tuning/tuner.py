@@ -53,6 +53,7 @@ class TuneOptions:
     key: str | None = None
     board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
+    baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
 
 
@@ -76,6 +77,8 @@ class TaskState:
     widened: bool = False  # its search was restarted wider after a round drew no valid candidate
     models: set = field(default_factory=set)  # the models of this job whose kernel it is
     uses: dict = field(default_factory=dict)  # build ("model" or "model:precision") -> launches per run
+    default_s: float | None = None  # its time on the default schedule (stored, or measured this run)
+    default_due: bool = False  # measure the default schedule with its next round
 
     @property
     def remaining(self) -> int:
@@ -192,6 +195,8 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
             budget=max(0, options.trials_per_task - stored),
         )
         st.best_s = st.stored_best_s
+        st.default_s = index.default_seconds(wl_hash)
+        st.default_due = options.baseline and st.default_s is None
         st.models.add(origin.split(":")[0])
         st.uses[origin] = int(task.weight)
         if st.budget == 0:
@@ -290,8 +295,13 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                 if stop():
                     result.stopped = "interrupted"
                     break
+                default_mod = None
+                if task.default_due:
+                    task.default_due = False
+                    default_mod = default_schedule(task.mod, tvm_target, target.device)
                 _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
-                               model_label, ms, result, stop, options.board, options.measure.cache_flush)
+                               model_label, ms, result, stop, options.board, options.measure.cache_flush,
+                               default_mod)
                 if task.remaining == 0:
                     task.status = "done"
                 report("round", task)
@@ -474,20 +484,55 @@ def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
     cost_model.update(ctx, cands, results)
 
 
+def default_schedule(mod, tvm_target, device: str):
+    """The workload as a build schedules it when no record applies: dlight's rules on GPUs (what
+    `tvm.compile`'s CUDA pipeline runs), TVM's plain lowering on CPUs. None if that fails."""
+    if device != "cuda":
+        return mod
+    from tvm.s_tir import dlight as dl
+
+    try:
+        with tvm_target:
+            return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+    except Exception:  # noqa: BLE001 - no baseline for this workload, tuning goes on
+        return None
+
+
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
                    model_label: str, ms, result: TuneResult, stop, board: dict | None = None,
-                   cache_flush: bool = False) -> None:
+                   cache_flush: bool = False, default_mod=None) -> None:
+    """Build and time one round's candidates; with `default_mod`, the workload's default schedule
+    too, as one more build and measurement of the round (not a trial: it is stored as the
+    workload's `default` line, which compile weighs its records against)."""
     t0 = time.perf_counter()
-    built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
+    inputs = [ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates]
+    if default_mod is not None:
+        inputs.append(ms.builder.BuilderInput(default_mod, tvm_target))
+    built = builder.build(inputs)
     t1 = time.perf_counter()
     result.phase_s["build"] += t1 - t0
     if stop():  # Ctrl-C during the builds: nothing of this round was measured, nothing is recorded
         result.stopped = "interrupted"
         return
     workload = database.commit_workload(task.mod)
-    run_results: list = [None] * len(candidates)
+    run_results: list = [None] * len(built)
 
     def record(i: int, rr) -> None:
+        if i == len(candidates):  # the default schedule
+            ok = rr.error_msg is None and rr.run_secs is not None
+            secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
+            task.default_s = logstore.median(secs)
+            line = {"run_secs": secs, "task": task.name, "model": "+".join(sorted(task.models)) or model_label,
+                    "time": round(time.time(), 3)}
+            if not ok:  # stored anyway, so the next run does not try again; records win over it
+                line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
+            if board is not None:
+                line["board"] = board
+            if cache_flush:
+                line["cache_flush"] = True
+            writer.add(task.hash, task.mod_json, line, kind="default")
+            return
         cand = candidates[i]
         run_results[i] = rr
         ok = rr.error_msg is None and rr.run_secs is not None
@@ -519,13 +564,17 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
             record(i, ms.runner.RunnerResult(None, br.error_msg))
         else:
             to_run.append(i)
-    inputs = [ms.runner.RunnerInput(built[i].artifact_path, runner.device, candidates[i].args_info) for i in to_run]
+    args = [c.args_info for c in candidates]
+    if default_mod is not None:
+        args.append(ms.arg_info.ArgInfo.from_entry_func(default_mod, remove_preproc=True))
+    inputs = [ms.runner.RunnerInput(built[i].artifact_path, runner.device, args[i]) for i in to_run]
     finished = runner.measure_all(inputs, lambda j, rr: record(to_run[j], rr), stop)
     if not finished:  # keep what is measured; the search is not told about a partial round
         result.stopped = "interrupted"
         return
     t2 = time.perf_counter()
     result.phase_s["measure"] += t2 - t1
+    run_results = run_results[:len(candidates)]
     task.ctx.notify_runner_results(candidates, run_results)
     keep = [(c, r) for c, b, r in zip(candidates, built, run_results)
             if b.error_msg is None and (r.error_msg is not None or (r.run_secs and sum(float(s) for s in r.run_secs) > 0))]
