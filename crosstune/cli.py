@@ -43,15 +43,51 @@ class _Interrupt:
     # would end in std::terminate. A second Ctrl-C raises as usual.
     soft = False
 
+    handled = 0  # SIGINTs the Python-level handler has run for
+
     @classmethod
     def handler(cls, signum, frame):
-        if cls.soft and not cls.seen:
-            cls.seen = True
-            print("\ncrosstune: stopping after the current step (Ctrl-C again to quit now) ...",
-                  file=sys.stderr, flush=True)
+        cls.handled += 1
+        if cls.soft and cls.handled == 1:
+            if not cls.seen:  # (the wakeup pipe may have announced this one already)
+                cls._soft_stop()
             return
         cls.seen = True
         raise KeyboardInterrupt
+
+    @classmethod
+    def _soft_stop(cls) -> None:
+        cls.seen = True
+        print("\ncrosstune: stopping after the current step (Ctrl-C again to quit now) ...",
+              file=sys.stderr, flush=True)
+
+    # Python's C-level handler also writes each signal's number to this pipe the moment the signal
+    # arrives (signal.set_wakeup_fd), whether or not the Python-level handler gets to run later.
+    _wake_r: int | None = None
+    _wake_w: int | None = None
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGINT, cls.handler)
+        cls.installed = True
+        try:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            cls._wake_r, cls._wake_w = r, w
+        except (OSError, ValueError):  # no pipe, or not the main thread: the handler alone
+            pass
+
+    @classmethod
+    def _woken_by_sigint(cls) -> bool:
+        if cls._wake_r is None:
+            return False
+        try:
+            data = os.read(cls._wake_r, 512)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False
+        return signal.SIGINT in data
 
     @classmethod
     def stop_requested(cls) -> bool:
@@ -62,12 +98,20 @@ class _Interrupt:
     @classmethod
     def tuning_stop_requested(cls) -> bool:
         """`stop_requested` for the tuning loop, which polls it between candidates and while it waits
-        for workers. It also re-asserts the handler: a tune once ran to its end with Ctrl-C unseen
-        (CI, stop 17; cause not found), as if something in the process (native code linked into
-        TVM, process spawning) had replaced or blocked SIGINT. Re-installing costs a system call."""
+        for workers. A tune has run to its end with Ctrl-C unseen (CI of stop 17, and a local suite
+        run in stop 19, where the tuner's masks showed SIGINT caught and unblocked when it was sent;
+        its Python-level handler never ran). Cause not found; so the poll also re-asserts the
+        handler, the mask and the wakeup pipe, and reads that pipe, which Python's C-level handler
+        writes at delivery. A few system calls per poll."""
         if cls.installed and threading.current_thread() is threading.main_thread():
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             signal.signal(signal.SIGINT, cls.handler)
+            if cls._wake_w is not None:
+                signal.set_wakeup_fd(cls._wake_w, warn_on_full_buffer=False)  # ours, should anything replace it
+            # A Ctrl-C that reached Python's C handler but whose Python-level handler never ran
+            # (the stop-17 failure looked like that) still stops the run here.
+            if cls._woken_by_sigint() and not cls.seen:
+                cls._soft_stop()
         return cls.seen
 
     @classmethod
@@ -364,7 +408,8 @@ def cmd_tune(args) -> int:
     detected = f" (detected {target.detected})" if target.detected else ""
     say(f"tuning {', '.join(args.model)} for {target.name}{detected}; records go to {store.path}")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
-              "workers": "starting build and measure workers"}
+              "workers": "starting build and measure workers",
+              "defaults": "timing the default schedules of kernels at their budget"}
     def tune_stage(name: str) -> None:
         stage(f"  {stages.get(name, name)} ...")
         if name == "workers":  # from here on the tuning loop handles Ctrl-C itself
@@ -901,8 +946,7 @@ def main(argv: list[str] | None = None) -> int:
 
         block_torch()  # makes `import torch` fail fast
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _Interrupt.handler)
-        _Interrupt.installed = True
+        _Interrupt.install()
     try:
         return args.func(args)
     except BrokenPipeError:  # `crosstune ops | head`: the reader left; nothing to report

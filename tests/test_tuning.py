@@ -386,7 +386,7 @@ def test_records_of_another_variant_of_a_workload_stay_usable(tmp_path):
     assert "warning" not in proc.stdout and summary(proc.stdout)[0] == 0, proc.stdout
 
 
-def test_default_schedules_are_timed_once_and_keep_slower_records_out(model_dir, tmp_path):
+def test_default_schedules_are_timed_once_and_keep_slower_records_out(tuned, model_dir, tmp_path):
     """Without --no-baseline the tuner times each tuned workload's default schedule once, with the
     task's first round, as a `default` line; a resumed run does not time it again. Compile keeps a
     workload on its default schedule where that measured faster than every record (the times are
@@ -405,6 +405,15 @@ def test_default_schedules_are_timed_once_and_keep_slower_records_out(model_dir,
     assert all(d["task"] and d["run_secs"] and min(d["run_secs"]) > 0 for d in defaults), defaults
     run_cli("tune", model_dir / "matmul.onnx", *fast, "--trials-per-task", 2, "--db", store)
     assert len(records(store)) == 8 and len(default_lines(store)) == 4  # resumed: timed once only
+
+    # A store tuned with --no-baseline: kernels already at their budget get only their defaults timed.
+    old = tmp_path / "old"
+    shutil.copytree(tuned.store, old)
+    assert default_lines(old) == []
+    proc = run_cli("tune", model_dir / "matmul.onnx", *fast, "--trials-per-task", PER_TASK, "--db", old, check=0)
+    assert "timing the default schedules of kernels at their budget" in proc.stdout
+    assert summary(proc.stdout)[:2] == (0, 0), proc.stdout
+    assert sorted(d["workload"] for d in default_lines(old)) == sorted({r["workload"] for r in records(old)})
 
     # One workload's default made faster than anything; the others' marked failed (records win).
     chosen = sorted(hashes)[0]
@@ -637,6 +646,32 @@ def test_corrupt_line_is_reported_and_skipped(tuned, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- 5. Ctrl-C
+def test_ctrl_c_seen_only_through_the_wakeup_pipe_still_stops_tuning():
+    """The tuning loop's stop poll also reads the pipe that Python's C-level SIGINT handler writes at
+    delivery, for a Ctrl-C whose Python-level handler never runs (what CI of stop 17 and a local run
+    in stop 19 looked like). The byte is written here by hand, as that handler writes it; the same
+    Ctrl-C's handler running late must not count as a second one, and a real second one quits."""
+    code = (
+        "import os, signal\n"
+        "from crosstune.cli import _Interrupt\n"
+        "_Interrupt.install(); _Interrupt.soft = True\n"
+        "assert not _Interrupt.tuning_stop_requested()\n"
+        "os.write(_Interrupt._wake_w, bytes([signal.SIGINT]))\n"
+        "print('stop', _Interrupt.tuning_stop_requested(), _Interrupt.handled)\n"
+        "signal.raise_signal(signal.SIGINT)\n"
+        "print('late handler', _Interrupt.handled)\n"
+        "try:\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('second raises')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=default_sigint)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["stop True 0", "late handler 1", "second raises"], proc.stdout
+    assert proc.stderr.count("stopping after the current step") == 1, proc.stderr
+
+
 def test_ctrl_c_keeps_every_record_and_the_run_resumes(extra_models, tmp_path, tune_processes):
     store = tmp_path / "store"
     model = extra_models / "twok.onnx"

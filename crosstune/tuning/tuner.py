@@ -220,7 +220,10 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
     setup_s = 0.0
     report("start")
-    if planned == 0:
+    # Kernels at their budget whose default schedule was never timed (a store from before crosstune
+    # timed them, or tuned with --no-baseline) get it timed now: one build and measurement each.
+    untimed = [s for s in states if s.default_due and s.status == "covered"]
+    if planned == 0 and not untimed:
         result.seconds = time.perf_counter() - started
         return result
 
@@ -251,12 +254,17 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
     deadline = started + options.time_budget_s if options.time_budget_s else None
     writer = store.writer(label=f"tune-{model_label or 'model'}")
+    if untimed:
+        stage("defaults")
     # The first pass goes to the kernels with the most work first (uses x FLOPs), so a short budget
     # tunes the convolutions and matrix products and leaves reshapes and norms to default schedules;
     # the builds of a job take turns.
     first_pass = first_pass_order(states)
     try:
         with writer:
+            if untimed and not stop():
+                _time_defaults(untimed, tvm_target, target.device, builder, runner, writer, model_label, ms,
+                               result, stop, options.board, options.measure.cache_flush)
             while True:
                 if result.trials >= planned:
                     result.stopped = "budget" if any(s.remaining for s in states if s.status == "tuning") else "complete"
@@ -499,6 +507,52 @@ def default_schedule(mod, tvm_target, device: str):
         return None
 
 
+def _time_defaults(tasks: list[TaskState], tvm_target, device: str, builder, runner, writer, model_label: str,
+                   ms, result: TuneResult, stop, board: dict | None = None, cache_flush: bool = False) -> None:
+    """Build the default schedules of `tasks` in one batch, time them, store each as a `default` line."""
+    mods = []
+    for t in tasks:
+        t.default_due = False
+        mods.append(default_schedule(t.mod, tvm_target, device))
+    todo = [(t, m) for t, m in zip(tasks, mods) if m is not None]
+    t0 = time.perf_counter()
+    built = builder.build([ms.builder.BuilderInput(m, tvm_target) for _, m in todo])
+    result.phase_s["build"] += time.perf_counter() - t0
+    if stop():
+        return
+
+    def store(t: TaskState, rr) -> None:
+        ok = rr.error_msg is None and rr.run_secs is not None
+        secs = [float(x) for x in rr.run_secs] if ok else [logstore.FAILED_SECS]
+        t.default_s = logstore.median(secs)
+        writer.add(t.hash, t.mod_json, _default_line(t, secs, rr, model_label, board, cache_flush), kind="default")
+
+    to_run = []
+    for (t, m), br in zip(todo, built):
+        if br.error_msg is not None:
+            store(t, ms.runner.RunnerResult(None, br.error_msg))
+        else:
+            to_run.append((t, m, br))
+    inputs = [ms.runner.RunnerInput(br.artifact_path, runner.device, ms.arg_info.ArgInfo.from_entry_func(m, remove_preproc=True))
+              for _, m, br in to_run]
+    t1 = time.perf_counter()
+    runner.measure_all(inputs, lambda j, rr: store(to_run[j][0], rr), stop)
+    result.phase_s["measure"] += time.perf_counter() - t1
+
+
+def _default_line(task: TaskState, secs: list[float], rr, model_label: str, board: dict | None,
+                  cache_flush: bool = False) -> dict:
+    line = {"run_secs": secs, "task": task.name, "model": "+".join(sorted(task.models)) or model_label,
+            "time": round(time.time(), 3)}
+    if rr.error_msg is not None or rr.run_secs is None:  # stored anyway: not tried again; records win over it
+        line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
+    if board is not None:
+        line["board"] = board
+    if cache_flush:
+        line["cache_flush"] = True
+    return line
+
+
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
                    model_label: str, ms, result: TuneResult, stop, board: dict | None = None,
                    cache_flush: bool = False, default_mod=None) -> None:
@@ -523,15 +577,8 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
             ok = rr.error_msg is None and rr.run_secs is not None
             secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
             task.default_s = logstore.median(secs)
-            line = {"run_secs": secs, "task": task.name, "model": "+".join(sorted(task.models)) or model_label,
-                    "time": round(time.time(), 3)}
-            if not ok:  # stored anyway, so the next run does not try again; records win over it
-                line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
-            if board is not None:
-                line["board"] = board
-            if cache_flush:
-                line["cache_flush"] = True
-            writer.add(task.hash, task.mod_json, line, kind="default")
+            writer.add(task.hash, task.mod_json, _default_line(task, secs, rr, model_label, board, cache_flush),
+                       kind="default")
             return
         cand = candidates[i]
         run_results[i] = rr
