@@ -305,11 +305,12 @@ def test_report_of_the_committed_cpu_results(tmp_path):
     for model in ("resnet50", "mobilenetv2", "encoder"):
         assert f"## {model} on x86-avx512" in md
     # untuned (stop 9), first tuned records (stop 10), re-tuned on another 2-core VM (2026-12-03),
-    # all three again after fast math (2026-12-03b), then the encoder alone three times (c1-c3)
-    assert md.count("### History: 4 runs") == 2 and md.count("### History: 7 runs") == 1
-    assert "| **crosstune fp32** | 6653.3 | 128.2 | 62.13 | 74.51 | 89.30× faster |" in md
-    assert "| **crosstune fp32** | 667.4 | 13.95 | 7.20 | 4.34 | 3.95 | 3.77 | 3.74 | 178.55× faster |" in md
-    assert "4324.7 ms  (off scale)" in md  # the latest ResNet-50 run's untuned bar
+    # all three again after fast math (2026-12-03b), then the encoder alone three times (c1-c3),
+    # all three after another CNN tuning job and default-schedule baselines (2026-12-03d)
+    assert md.count("### History: 5 runs") == 2 and md.count("### History: 8 runs") == 1
+    assert "| **crosstune fp32** | 6653.3 | 128.2 | 62.13 | 74.51 | 55.20 | 120.53× faster |" in md
+    assert "| **crosstune fp32** | 667.4 | 13.95 | 7.20 | 4.34 | 3.95 | 3.77 | 3.74 | 3.86 | 172.75× faster |" in md
+    assert "4041.4 ms  (off scale)" in md  # the latest ResNet-50 run's untuned bar
 
 
 # ---------------------------------------------------------------------------------- in a browser
