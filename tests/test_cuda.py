@@ -277,6 +277,41 @@ def test_fp16_tensor_core_candidates_build(model_dir):
     assert built == len(cands)
 
 
+@needs_nvcc
+def test_default_schedules_of_cuda_workloads_build(model_dir):
+    """What `tune` times as a CUDA workload's baseline: dlight's default GPU schedules (the rules
+    `tvm.compile`'s CUDA pipeline applies), built with nvcc down to the linked library as a tuning
+    worker builds it. Every kernel of conv.onnx, fp32 and fp16, gets one."""
+    import tempfile
+
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    import tvm
+    from crosstune.compile import pipeline, relax_import
+    from crosstune.tuning import tuner, worker
+    from crosstune.tuning.intrinsics import load_tensor_intrinsics
+    from crosstune.tuning.pools import _target_json
+
+    target = targets.get("h100")
+    tvm_target = pipeline.tuning_target(target)
+    load_tensor_intrinsics("cuda")
+    _, model = relax_import.load_and_import(model_dir / "conv.onnx", {}, {})
+    target_json = json.dumps(_target_json(tvm_target))
+    out = tempfile.mkdtemp(prefix="crosstune-test-default-")
+    try:
+        for precision in ("fp32", "fp16"):
+            tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, precision), target)
+            assert len(tasks) >= 3
+            for t in tasks:
+                mod = tuner.default_schedule(_normalize_mod(t.dispatched[0]), tvm_target, "cuda")
+                assert mod is not None, t.task_name
+                assert "threadIdx.x" in mod.script(), f"{t.task_name} ({precision}) not scheduled for the GPU"
+                lib = worker.build(tvm.ir.save_json(mod), target_json, out, None)  # raises if it does not build
+                assert Path(lib).stat().st_size > 0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def test_search_samples_large_fp32_gpu_convolutions(tmp_path):
     """ResNet-50's batch-16 3x3 convolutions in fp32 (here 16x128x56x56, stride 2): most random
     schedules fail the GPU post-processors, and at population 64 with crosstune's former threshold
