@@ -82,12 +82,9 @@ class _Interrupt:
         if cls._wake_r is None:
             return False
         try:
-            data = os.read(cls._wake_r, 512)
-        except BlockingIOError:
+            return signal.SIGINT in os.read(cls._wake_r, 512)
+        except OSError:  # BlockingIOError: nothing arrived
             return False
-        except OSError:
-            return False
-        return signal.SIGINT in data
 
     @classmethod
     def stop_requested(cls) -> bool:

@@ -288,7 +288,7 @@ def test_default_schedules_of_cuda_workloads_build(model_dir):
 
     import tvm
     from crosstune.compile import pipeline, relax_import
-    from crosstune.tuning import tuner, worker
+    from crosstune.tuning import worker
     from crosstune.tuning.intrinsics import load_tensor_intrinsics
     from crosstune.tuning.pools import _target_json
 
@@ -303,7 +303,7 @@ def test_default_schedules_of_cuda_workloads_build(model_dir):
             tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, precision), target)
             assert len(tasks) >= 3
             for t in tasks:
-                mod = tuner.default_schedule(_normalize_mod(t.dispatched[0]), tvm_target, "cuda")
+                mod = pipeline.default_schedule(_normalize_mod(t.dispatched[0]), tvm_target, "cuda")
                 assert mod is not None, t.task_name
                 assert "threadIdx.x" in mod.script(), f"{t.task_name} ({precision}) not scheduled for the GPU"
                 lib = worker.build(tvm.ir.save_json(mod), target_json, out, None)  # raises if it does not build

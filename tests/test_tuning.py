@@ -406,6 +406,17 @@ def test_default_schedules_are_timed_once_and_keep_slower_records_out(tuned, mod
     run_cli("tune", model_dir / "matmul.onnx", *fast, "--trials-per-task", 2, "--db", store)
     assert len(records(store)) == 8 and len(default_lines(store)) == 4  # resumed: timed once only
 
+    # A corrupt default line is reported with its file and line and skipped; the rest stays usable.
+    bad = tmp_path / "bad"
+    shutil.copytree(store, bad)
+    shard = shard_files(bad)[-1]
+    n = len(shard_text(shard).splitlines())
+    with open(shard, "a") as f:
+        f.write(json.dumps({"kind": "default", "workload": sorted(hashes)[0], "run_secs": [-1.0]}) + "\n")
+    proc = show(bad, check_clean=False)
+    assert f"warning: {shard}:{n + 1}: corrupt default line skipped" in proc.stdout, proc.stdout
+    assert show_counts(proc) == (4, 8)
+
     # A store tuned with --no-baseline: kernels already at their budget get only their defaults timed.
     old = tmp_path / "old"
     shutil.copytree(tuned.store, old)

@@ -234,6 +234,22 @@ def coverage(prepared, target: Target, database, db_label: str = "",
     return cov
 
 
+def default_schedule(mod, tvm_target, device: str):
+    """A workload as a build schedules it when no record applies: on GPUs the dlight rules that
+    `tvm.compile`'s CUDA pipeline runs (see the module docstring), on CPUs TVM's plain lowering (the
+    module as it is). What `tune` times as a workload's baseline; None if the rules fail on it."""
+    if device != "cuda":
+        return mod
+    from tvm.s_tir import dlight as dl
+
+    try:
+        with tvm_target:
+            return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+    except Exception:  # noqa: BLE001 - no baseline for this workload
+        return None
+
+
 def apply_records(prepared, target: Target, database):
     """Stage 2: the best stored schedule for every covered PrimFunc."""
     from tvm import relax

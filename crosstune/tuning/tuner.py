@@ -160,7 +160,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
-    from ..compile.pipeline import tuning_target
+    from ..compile.pipeline import default_schedule, tuning_target
     from .intrinsics import load_tensor_intrinsics
 
     stage = stage or (lambda s: None)
@@ -492,24 +492,11 @@ def _warm_cost_model(task: TaskState, ctx, database, cost_model, ms) -> None:
     cost_model.update(ctx, cands, results)
 
 
-def default_schedule(mod, tvm_target, device: str):
-    """The workload as a build schedules it when no record applies: dlight's rules on GPUs (what
-    `tvm.compile`'s CUDA pipeline runs), TVM's plain lowering on CPUs. None if that fails."""
-    if device != "cuda":
-        return mod
-    from tvm.s_tir import dlight as dl
-
-    try:
-        with tvm_target:
-            return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
-    except Exception:  # noqa: BLE001 - no baseline for this workload, tuning goes on
-        return None
-
-
 def _time_defaults(tasks: list[TaskState], tvm_target, device: str, builder, runner, writer, model_label: str,
                    ms, result: TuneResult, stop, board: dict | None = None, cache_flush: bool = False) -> None:
     """Build the default schedules of `tasks` in one batch, time them, store each as a `default` line."""
+    from ..compile.pipeline import default_schedule
+
     mods = []
     for t in tasks:
         t.default_due = False
@@ -522,10 +509,7 @@ def _time_defaults(tasks: list[TaskState], tvm_target, device: str, builder, run
         return
 
     def store(t: TaskState, rr) -> None:
-        ok = rr.error_msg is None and rr.run_secs is not None
-        secs = [float(x) for x in rr.run_secs] if ok else [logstore.FAILED_SECS]
-        t.default_s = logstore.median(secs)
-        writer.add(t.hash, t.mod_json, _default_line(t, secs, rr, model_label, board, cache_flush), kind="default")
+        _store_default(t, rr, writer, model_label, board, cache_flush)
 
     to_run = []
     for (t, m), br in zip(todo, built):
@@ -540,17 +524,21 @@ def _time_defaults(tasks: list[TaskState], tvm_target, device: str, builder, run
     result.phase_s["measure"] += time.perf_counter() - t1
 
 
-def _default_line(task: TaskState, secs: list[float], rr, model_label: str, board: dict | None,
-                  cache_flush: bool = False) -> dict:
+def _store_default(task: TaskState, rr, writer, model_label: str, board: dict | None, cache_flush: bool) -> None:
+    """The default schedule's timing as the workload's `default` line. A failure is stored too, so
+    the next run does not try again; records win over it."""
+    ok = rr.error_msg is None and rr.run_secs is not None
+    secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
+    task.default_s = logstore.median(secs)
     line = {"run_secs": secs, "task": task.name, "model": "+".join(sorted(task.models)) or model_label,
             "time": round(time.time(), 3)}
-    if rr.error_msg is not None or rr.run_secs is None:  # stored anyway: not tried again; records win over it
+    if not ok:
         line["error"] = _first_lines(rr.error_msg or "no timing returned", 3)
     if board is not None:
         line["board"] = board
     if cache_flush:
         line["cache_flush"] = True
-    return line
+    writer.add(task.hash, task.mod_json, line, kind="default")
 
 
 def _measure_round(task: TaskState, candidates, builder, runner, database, writer, cost_model, tvm_target,
@@ -574,11 +562,7 @@ def _measure_round(task: TaskState, candidates, builder, runner, database, write
 
     def record(i: int, rr) -> None:
         if i == len(candidates):  # the default schedule
-            ok = rr.error_msg is None and rr.run_secs is not None
-            secs = [float(s) for s in rr.run_secs] if ok else [logstore.FAILED_SECS]
-            task.default_s = logstore.median(secs)
-            writer.add(task.hash, task.mod_json, _default_line(task, secs, rr, model_label, board, cache_flush),
-                       kind="default")
+            _store_default(task, rr, writer, model_label, board, cache_flush)
             return
         cand = candidates[i]
         run_results[i] = rr
