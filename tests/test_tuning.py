@@ -634,6 +634,28 @@ def test_unknown_target_is_a_user_error(model_dir, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_target_whose_code_this_cpu_cannot_run_is_a_user_error(model_dir, tmp_path):
+    """Tuning for a CPU class newer than this one (AVX-512 or AMX code on an AVX2 machine) is refused
+    with one line before anything is built: every candidate would otherwise die with SIGILL and be
+    stored as a failed trial."""
+    from crosstune.targets import _from_file, host
+
+    newer = None
+    for mcpu in ("graniterapids", "sapphirerapids", "znver5"):
+        toml = tmp_path / f"{mcpu}.toml"
+        toml.write_text(f'description = "newer x86"\ndevice = "cpu"\n[target]\nkind = "llvm"\n'
+                        f'mtriple = "x86_64-linux-gnu"\nmcpu = "{mcpu}"\n')
+        lacking = host.missing(_from_file(toml).cpu_flags())
+        if lacking:
+            newer = toml
+            break
+    assert newer is not None, "this CPU has every feature of Granite Rapids, Sapphire Rapids and Zen 5"
+    proc = run_cli("tune", model_dir / "matmul.onnx", "--target", newer, "--db", tmp_path / "s")
+    assert_user_error(proc, "measures candidates on this CPU, which lacks features its code needs",
+                      lacking[0], "--target host")
+    assert not (tmp_path / "s").exists()
+
+
 def test_corrupt_line_is_reported_and_skipped(tuned, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(tuned.store, store)

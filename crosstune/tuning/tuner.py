@@ -337,13 +337,24 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
 
 
 def _check_measurable(target: Target, options: TuneOptions) -> None:
-    """Code for another architecture can only be measured on its boards; GPU code on a GPU of its
+    """Code for another architecture can only be measured on its boards; x86 code on a CPU with the
+    features it was built for (else every candidate dies with SIGILL); GPU code on a GPU of its
     architecture or a newer one."""
     if target.cross and options.rpc is None:
         raise UserError(
             f"target '{target.name}' is {target.arch}: candidates are measured on its boards, pass "
             f"--rpc TRACKER_HOST:PORT --key {target.board_key or 'KEY'}"
         )
+    if target.device == "cpu" and options.rpc is None:
+        from ..targets import host
+
+        lacking = host.missing(target.cpu_flags())
+        if lacking:
+            raise UserError(
+                f"tuning for '{target.name}' measures candidates on this CPU, which lacks features its "
+                f"code needs ({', '.join(lacking)}): tune for --target host here, or on a machine of that "
+                f"class (--rpc/--key for boards)"
+            )
     if target.device == "cuda" and options.rpc is None:
         from ..targets.cuda import arch_capability, require_gpu
 
