@@ -38,13 +38,15 @@ def stored_trials(onnx_path: Path, target) -> dict:
     store = logstore.store_for(target)
     index = store.load()
     src = onnx_model.with_shapes(onnx_model.load(onnx_path), {})
-    prepared = pipeline.prepare(relax_import.to_relax(src).mod, target)
+    mod = relax_import.to_relax(src).mod
+    layout, _ = pipeline.choose_layout(mod, target, ["fp32"], index)  # what compile picks
+    prepared = pipeline.workloads(mod, target, "fp32", layout)
     counts = []
     for task in pipeline.extract_tasks(prepared, target):
         wl, _ = ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()
         counts.append(index.trials(wl))
     tuned = [c for c in counts if c]
-    return {"store": str(store.path), "kernels": len(counts), "kernels_with_records": len(tuned),
+    return {"store": str(store.path), "layout": layout, "kernels": len(counts), "kernels_with_records": len(tuned),
             "trials": sum(counts), "min_trials_per_tuned_kernel": min(tuned) if tuned else 0}
 
 
@@ -67,7 +69,7 @@ def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
         eng.name = label
         engines.append(eng)
         coverage = res.info.build.get("tuning")
-        tuning[label] = results.tuning_info(coverage, trials if coverage else None)
+        tuning[label] = results.tuning_info(coverage, trials if coverage else None, layout=res.info.build.get("layout"))
         info = info or res.info
     inputs = engines[0].compiled.example_inputs(seed=0)
     engines.append(OnnxRuntimeEngine(onnx_path.read_bytes(), threads=THREADS))

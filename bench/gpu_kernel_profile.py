@@ -24,6 +24,7 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("--target", default="cuda")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--layout", default=None, help="NCHW or NHWC (default: the target's)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -45,7 +46,8 @@ def main() -> int:
     index = store.load()
     database = store.tvm_database(index, best_only=True)
     built = pipeline.build(model.mod, model.weights, target, database, str(store.path),
-                           precision=args.precision, cuda_graph=False)
+                           precision=args.precision, cuda_graph=False,
+                           layout=args.layout or target.layout)
     dev = tvm.cuda(0)
     vm = relax.VirtualMachine(built.executable, dev)
     feed = random_inputs(src.inputs, seed=0)

@@ -265,6 +265,7 @@ def cmd_compile(args) -> int:
         key=args.key,
         precision=args.precision,
         bindings=parse_bindings(args.bind),
+        layout=args.layout,
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
@@ -276,7 +277,7 @@ def cmd_compile(args) -> int:
     secs = result.seconds
     for w in result.warnings:
         say(f"warning: {w}")
-    _report_tuning(result.info.build.get("tuning"), args)
+    _report_tuning(result.info.build.get("tuning"), args, result.info.build)
     say(
         f"wrote {result.package} ({_size(result.package)}) in {time.perf_counter() - started:.1f} s "
         f"(import {secs['import_s']:.1f} s, build {secs['build_s']:.1f} s, link {secs['link_s']:.1f} s)"
@@ -286,7 +287,8 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
-def _report_tuning(tuning, args) -> None:
+def _report_tuning(tuning, args, build: dict | None = None) -> None:
+    layout = (build or {}).get("layout")
     if args.no_logs:
         say("  tuning logs: not used (--no-logs); every kernel has TVM's default schedule")
     elif tuning is None:
@@ -298,6 +300,9 @@ def _report_tuning(tuning, args) -> None:
             f"{tuning['default_schedules']} on default schedules"
             + (f" ({tuning['default_faster']} of them measured faster than their records)"
                if tuning.get("default_faster") else ""))
+    if layout:
+        why = (build or {}).get("layout_reason")
+        say(f"  convolutions: {layout}" + (f" ({why})" if why and why != "given" else ""))
 
 
 
@@ -394,6 +399,7 @@ def cmd_tune(args) -> int:
         search_iters=args.search_iters,
         bindings=parse_bindings(args.bind),
         baseline=not args.no_baseline,
+        layout=args.layout,
     )
     from .tuning import logstore
 
@@ -607,7 +613,7 @@ def cmd_bench(args) -> int:
         target=args.target, against=tuple(a for a in against.split(",") if a),
         precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
         max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
-        use_logs=not args.no_logs, db=args.db,
+        use_logs=not args.no_logs, db=args.db, layout=args.layout,
     )
     say(f"benchmarking {args.model}: crosstune ({args.target}) against {', '.join(opts.against) or 'nothing'}")
     doc = bench(args.model, opts, sys.argv, say=stage)
@@ -770,6 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, help="absolute tolerance (default 1e-4; fp16 adds 1e-2 x the output's largest magnitude)")
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
+    s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
+                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
@@ -807,6 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evolutionary search generations per round (default 4, as stock MetaSchedule)")
     s.add_argument("--precision", default="fp32", metavar="fp32|fp16|fp32,fp16",
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
+    s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
+                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
@@ -867,6 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "targets; torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt on GPU targets)")
     s.add_argument("--precision", default="fp32",
                    help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
+    s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
+                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")

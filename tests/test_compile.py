@@ -300,3 +300,26 @@ def test_checker_fallback_finds_external_weights(tmp_path):
     proc = run_cli("compile", p, "-o", tmp_path / "e.ctm", "--verify", cwd=tmp_path / "elsewhere", check=0)
     assert "warning: the ONNX checker rejects this model" in proc.stdout
     assert "PASSED" in proc.stdout
+
+
+def test_a_model_tvm_cannot_convert_to_nhwc_stays_nchw(tmp_path):
+    """TVM 0.27's ConvertLayout fails on an inference-time Dropout after a convolution (it cannot
+    follow Dropout's tuple result): without --layout the model is built NCHW and compile says why;
+    --layout NHWC is a one-line error."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Dropout", ["c"], ["y"])],
+        "conv_dropout", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    model = tmp_path / "cd.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), model)
+    proc = run_cli("compile", model, "--target", "host", "-o", tmp_path / "cd.ctm", "--verify", "--no-logs", check=0)
+    assert "  convolutions: NCHW (TVM's ConvertLayout cannot convert it to NHWC: " in proc.stdout
+    assert "PASSED" in proc.stdout
+    assert json.loads(zipfile.ZipFile(tmp_path / "cd.ctm").read("metadata.json"))["build"]["layout"] == "NCHW"
+    assert_user_error(run_cli("compile", model, "--target", "host", "-o", tmp_path / "x.ctm", "--layout", "NHWC"),
+                      "--layout NHWC: TVM's ConvertLayout cannot convert this model", "--layout NCHW")
+    assert not (tmp_path / "x.ctm").exists()

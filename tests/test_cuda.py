@@ -233,11 +233,13 @@ def test_gpu_tuning_measures_and_compile_uses_the_records(model_dir, tmp_path):
 
 
 @needs_nvcc
-def test_fp16_tensor_core_candidates_build(model_dir):
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_fp16_tensor_core_candidates_build(model_dir, layout):
     """An fp16 convolution accumulating in fp32: MetaSchedule's stock tensor-core rules give candidates
     that nearly all fail to build in TVM 0.27 ("tvm_access_ptr element type must match the source
     buffer (float16 vs float32)"); crosstune's design space (tuning/space.py) must give tensor-core
-    candidates that build. Built here with nvcc down to the linked library, as a tuning worker does."""
+    candidates that build, in either layout. Built here with nvcc down to the linked library, as a
+    tuning worker does."""
     import tempfile
 
     import tvm
@@ -251,7 +253,7 @@ def test_fp16_tensor_core_candidates_build(model_dir):
 
     target = targets.get("h100")
     _, model = relax_import.load_and_import(model_dir / "conv.onnx", {}, {})
-    tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, "fp16"), target)
+    tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, "fp16", layout), target)
     convs = [_normalize_mod(t.dispatched[0]) for t in tasks if "conv2d" in t.task_name]
     mod = max(convs, key=lambda m: float(tvm.s_tir.analysis.estimate_tir_flops(m)))
     tvm_target = pipeline.tuning_target(target)
@@ -281,7 +283,7 @@ def test_fp16_tensor_core_candidates_build(model_dir):
 def test_default_schedules_of_cuda_workloads_build(model_dir):
     """What `tune` times as a CUDA workload's baseline: dlight's default GPU schedules (the rules
     `tvm.compile`'s CUDA pipeline applies), built with nvcc down to the linked library as a tuning
-    worker builds it. Every kernel of conv.onnx, fp32 and fp16, gets one."""
+    worker builds it. Every kernel of conv.onnx, fp32 and fp16, NCHW and NHWC, gets one."""
     import tempfile
 
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
@@ -299,13 +301,13 @@ def test_default_schedules_of_cuda_workloads_build(model_dir):
     target_json = json.dumps(_target_json(tvm_target))
     out = tempfile.mkdtemp(prefix="crosstune-test-default-")
     try:
-        for precision in ("fp32", "fp16"):
-            tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, precision), target)
+        for precision, layout in [(p, x) for p in ("fp32", "fp16") for x in pipeline.LAYOUTS]:
+            tasks = pipeline.extract_tasks(pipeline.workloads(model.mod, target, precision, layout), target)
             assert len(tasks) >= 3
             for t in tasks:
                 mod = pipeline.default_schedule(_normalize_mod(t.dispatched[0]), tvm_target, "cuda")
                 assert mod is not None, t.task_name
-                assert "threadIdx.x" in mod.script(), f"{t.task_name} ({precision}) not scheduled for the GPU"
+                assert "threadIdx.x" in mod.script(), f"{t.task_name} ({precision}, {layout}) not scheduled for the GPU"
                 lib = worker.build(tvm.ir.save_json(mod), target_json, out, None)  # raises if it does not build
                 assert Path(lib).stat().st_size > 0
     finally:

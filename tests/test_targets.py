@@ -119,3 +119,11 @@ def test_target_from_toml_file_and_bad_files(tmp_path):
     nokind.write_text('device = "cpu"\n[target]\nmcpu = "x"\n')
     with pytest.raises(UserError, match="lacks the key 'kind'"):
         targets.get(str(nokind))
+    assert t.layout == "NHWC"  # convolutions channels-last unless the preset says otherwise
+    nchw = tmp_path / "nchw.toml"
+    nchw.write_text('layout = "NCHW"\ndevice = "cpu"\n[target]\nkind = "llvm"\n')
+    assert targets.get(str(nchw)).layout == "NCHW"
+    badlayout = tmp_path / "badlayout.toml"
+    badlayout.write_text('layout = "NCWH"\ndevice = "cpu"\n[target]\nkind = "llvm"\n')
+    with pytest.raises(UserError, match="layout 'NCWH' is not one of NCHW, NHWC"):
+        targets.get(str(badlayout))

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -632,6 +633,39 @@ def test_unknown_target_is_a_user_error(model_dir, tmp_path):
     proc = run_cli("tune", model_dir / "matmul.onnx", "--target", "no-such-board", "--db", tmp_path / "s")
     assert_user_error(proc, "unknown target 'no-such-board'", "host")
     assert not (tmp_path / "s").exists()
+
+
+def test_convolution_layout_follows_the_stored_records(model_dir, tmp_path):
+    """Records are per layout (an NHWC convolution is another workload than its NCHW self). A model
+    tuned in NCHW, which is not the host presets' layout, is compiled and tuned on in NCHW when no
+    --layout is given; --layout NHWC builds it with its convolutions on default schedules. Both
+    builds agree with ONNX Runtime."""
+    conv, store = model_dir / "conv.onnx", tmp_path / "s"
+    proc = run_cli("tune", conv, *FAST, "--trials-per-task", 1, "--layout", "NCHW", "--db", store, check=0)
+    assert "convolutions of conv in NCHW" in proc.stdout
+    tasks = start_line(proc.stdout)[0]
+
+    nchw = run_cli("compile", conv, "--target", "host", "--db", store, "-o", tmp_path / "a.ctm", "--verify", check=0)
+    # every kernel has NCHW records; in NHWC at most the classifier's (the same workload in both)
+    m = re.search(rf"convolutions: NCHW \(the store's: records for {tasks} of its {tasks} kernels in NCHW, "
+                  r"(\d+) in NHWC, the target's\)", nchw.stdout)
+    assert m and int(m.group(1)) <= 1, nchw.stdout
+    assert "PASSED" in nchw.stdout
+    _, _, covered, kernels, _ = compile_coverage(nchw)
+    assert kernels == tasks and covered >= 3  # the three convolutions at least (a trial may fail)
+    meta = json.loads(zipfile.ZipFile(tmp_path / "a.ctm").read("metadata.json"))
+    assert meta["build"]["layout"] == "NCHW"
+
+    nhwc = run_cli("compile", conv, "--target", "host", "--db", store, "-o", tmp_path / "b.ctm", "--verify",
+                   "--layout", "NHWC", check=0)
+    assert "  convolutions: NHWC\n" in nhwc.stdout and "PASSED" in nhwc.stdout
+    _, _, covered_nhwc, _, _ = compile_coverage(nhwc)
+    assert covered_nhwc <= covered - 3  # no NCHW record applies to an NHWC convolution
+    assert json.loads(zipfile.ZipFile(tmp_path / "b.ctm").read("metadata.json"))["build"]["layout"] == "NHWC"
+
+    again = run_cli("tune", conv, *FAST, "--trials-per-task", 1, "--db", store, check=0)
+    assert "convolutions of conv in NCHW" in again.stdout
+    assert start_line(again.stdout)[:2] == (tasks, tasks)  # every task already at its budget
 
 
 def test_target_whose_code_this_cpu_cannot_run_is_a_user_error(model_dir, tmp_path):

@@ -23,6 +23,9 @@ class CompileOptions:
         a package for another architecture (a cross-compiled one).
     precision: "fp32", or "fp16" (GPU targets: `ToMixedPrecision`, fp16 weights and arithmetic; inputs
         and outputs keep the model's dtypes).
+    layout: data layout of the 2-D convolutions, "NCHW" (as imported) or "NHWC" (channels-last);
+        None: the target preset's (`layout` key, NCHW where it has none). Tuning records are per
+        layout: compile with the layout the model was tuned in.
     bindings: {input name: numpy value}: these model inputs become constants of the given values
         (`--bind NAME=FILE.npy`), for inputs TVM needs as constants (axes, sizes, k, ...); the
         package no longer takes them.
@@ -41,6 +44,7 @@ class CompileOptions:
     key: str | None = None
     precision: str = "fp32"
     bindings: dict[str, Any] = field(default_factory=dict)
+    layout: str | None = None
 
     def __post_init__(self):
         self.input_shapes = {

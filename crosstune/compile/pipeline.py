@@ -1,6 +1,8 @@
 """The build pipeline: Relax module -> executable for a target, with stored tuning records applied.
 
-Three stages, shared by `compile` and `tune` so both see the same kernels:
+Three stages, shared by `compile` and `tune` so both see the same kernels, after a stage 0,
+`relayout`: 2-D convolutions in the build's layout (NHWC unless the target, the store or --layout
+says NCHW), their weight transposes run once ahead of time.
 1. `prepare`: the passes MetaSchedule's `static_shape_tuning` pipeline runs before it extracts tasks
    (decompose, legalize, fuse). On CPUs it also marks weights as layout-free
    (`AttachAttrLayoutFreeBuffers`, what `cpu_weight_prepack=True` does), so tuned schedules may ask
@@ -33,6 +35,11 @@ from ..targets import Target
 
 TRANSFORM = "main_transform_params"
 PRECISIONS = ("fp32", "fp16")
+# Data layouts of 2-D convolutions: as imported (ONNX's NCHW), or channels-last. NHWC kernels read
+# their input channels, the convolution's reduction axis, contiguously: vector lanes on CPUs and
+# coalesced loads into tensor-core tiles on GPUs come from that axis instead of from rows of 7 or 14
+# pixels. The model's inputs and outputs keep their layout (one transpose at each end).
+LAYOUTS = ("NCHW", "NHWC")
 
 
 @dataclass
@@ -82,6 +89,89 @@ def check_precision(target: Target, precision: str) -> None:
     if precision == "fp16" and target.device != "cuda":
         raise UserError(f"fp16 is built for GPU targets; target '{target.name}' is a {target.device} "
                         "(its kernels run fp32)")
+
+
+def check_layout(layout: str) -> None:
+    from ..errors import UserError
+
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout '{layout}'; known: {', '.join(LAYOUTS)}")
+
+
+def _convert_layout(mod, layout: str):
+    from tvm import relax
+
+    mod = relax.transform.ConvertToDataflow()(mod)
+    return relax.transform.ConvertLayout({"relax.nn.conv2d": [layout, "OHWI"]})(mod)
+
+
+def layout_problem(mod, layout: str) -> str | None:
+    """Why TVM's ConvertLayout cannot put this model's convolutions in `layout`, or None when it
+    can. It fails on some graphs around them (in TVM 0.27: an inference-time Dropout, whose tuple
+    result it cannot follow; a 5-D reshape or stack of a convolution's output)."""
+    if layout == "NCHW" or not has_conv2d(mod):
+        return None
+    try:
+        _convert_layout(mod, layout)
+    except Exception as err:  # noqa: BLE001 - TVM's checks raise InternalError, ValueError, ...
+        lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+        return (lines[-1] if lines else type(err).__name__)[:200]
+    return None
+
+
+def resolve_layout(mod, target: Target, precisions, index=None, given: str | None = None) -> tuple[str | None, str]:
+    """The convolution layout of a build and why: `given` (--layout), else `choose_layout` over the
+    store's `index` (a logstore.Index, None: no store), else the target's. None for a model without
+    2-D convolutions. A model TVM cannot convert to NHWC stays NCHW (an error when NHWC was given)."""
+    from ..errors import UserError
+
+    if given is not None:
+        check_layout(given)
+    if not has_conv2d(mod):
+        return None, ""
+    wanted = given or target.layout
+    problem = layout_problem(mod, "NHWC") if (given or "NHWC") == "NHWC" else None
+    if problem and given:
+        raise UserError(f"--layout NHWC: TVM's ConvertLayout cannot convert this model ({problem}); "
+                        "build it with --layout NCHW")
+    if problem:
+        return "NCHW", f"TVM's ConvertLayout cannot convert it to NHWC: {problem}"
+    if given:
+        return given, "given"
+    if index is not None and index.records:
+        return choose_layout(mod, target, precisions, index)
+    return wanted, "the target's"
+
+
+def has_conv2d(mod) -> bool:
+    """Whether `main` has a 2-D convolution (whose layout `relayout` would change)."""
+    import tvm
+    from tvm import relax
+
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d":
+            found.append(expr)
+
+    relax.analysis.post_order_visit(mod["main"].body, visit)
+    return bool(found)
+
+
+def relayout(mod, weights, target: Target, layout: str = "NCHW"):
+    """Stage 0: the model with its 2-D convolutions in `layout` (`ConvertLayout`; kernels OHWI for
+    NHWC), and the weights that it then takes: the weight transposes (and those of the biases
+    broadcast along channels) are lifted out and run once here, on the host, so they are neither
+    kernels of the deployed module nor tuning workloads. `weights=None` (tuning: shapes only) skips
+    running them. Returns (module, weights)."""
+    if layout is None or layout == "NCHW" or not has_conv2d(mod):  # None: a model without any
+        return mod, weights
+    check_layout(layout)
+    mod = _convert_layout(mod, layout)
+    lifted = lift(mod, target)
+    if weights is not None:
+        weights = transform_weights(lifted, weights)
+    return main_only(lifted), weights
 
 
 def prepare(mod, target: Target, precision: str = "fp32"):
@@ -196,12 +286,53 @@ def lift(prepared, target: Target):
         return tvm.transform.Sequential([relax.transform.LiftTransformParams(), relax.transform.FoldConstant()])(prepared)
 
 
-def workloads(mod, target: Target, precision: str = "fp32"):
+def workloads(mod, target: Target, precision: str = "fp32", layout: str = "NCHW"):
     """The module whose PrimFuncs are the tuning workloads of `mod` for `target`."""
+    mod, _ = relayout(mod, None, target, layout)
     prepared = prepare(mod, target, precision)
     if target.device == "cuda":
         return main_only(lift(prepared, target))
     return prepared
+
+
+def workload_hash(task) -> str:
+    """A tuning task's workload key: MetaSchedule's structural hash, as the store keeps it."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    return ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()[0]
+
+
+def choose_layout(mod, target: Target, precisions, index) -> tuple[str, str]:
+    """The convolution layout of a build that was not told one, and why. The store (`index`, a
+    logstore.Index) decides where it covers the model in one layout better than in the other: the
+    layout with records for more of the model's kernels, or, where both cover as many, the one whose
+    stored best times add up to less (each kernel's time x its launches). Otherwise the target's
+    (`layout` preset key). So a model tuned before a target's layout changed keeps its records, and
+    one tuned in both layouts is built in the faster."""
+    precisions = list(precisions)
+    seen: dict[str, tuple[int, int, float]] = {}
+    for layout in (target.layout, *[x for x in LAYOUTS if x != target.layout]):
+        covered, total, seconds = 0, 0, 0.0
+        for p in precisions:
+            for t in extract_tasks(workloads(mod, target, p, layout), target):
+                total += 1
+                h = workload_hash(t)
+                best, default = index.best(h), index.default_seconds(h)
+                if best is not None or index.trials(h) > 0:
+                    covered += 1
+                    times = [x for x in (best.seconds if best else None, default) if x is not None]
+                    seconds += int(t.weight) * min(times) if times else 0.0
+        seen[layout] = (covered, total, seconds)
+    own, other = seen[target.layout], seen[next(x for x in seen if x != target.layout)]
+    alt = next(x for x in seen if x != target.layout)
+    if other[0] > own[0] or (other[0] == own[0] > 0 and 0 < other[2] < own[2]):
+        why = (f"the store's: records for {other[0]} of its {other[1]} kernels in {alt}, "
+               f"{own[0]} in {target.layout}, the target's")
+        if other[0] == own[0]:
+            why += f"; stored times add up to {other[2] * 1e3:.3g} ms against {own[2] * 1e3:.3g} ms"
+        return alt, why
+    return target.layout, f"the target's; records for {own[0]} of its {own[1]} kernels"
 
 
 def extract_tasks(prepared, target: Target):
@@ -331,11 +462,12 @@ class Built:
 
 
 def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32",
-          cuda_graph: bool = True, default_faster: frozenset[str] = frozenset()) -> Built:
+          cuda_graph: bool = True, default_faster: frozenset[str] = frozenset(), layout: str = "NCHW") -> Built:
     """All stages and `tvm.compile`; returns the executable and the weights it takes. `cuda_graph=False`
     launches every kernel from the host (what a per-kernel profile of the VM needs)."""
     import tvm
 
+    mod, weights = relayout(mod, weights, target, layout)
     prepared = prepare(mod, target, precision)
     weights = _weights_as_declared(prepared, weights)
     if target.device == "cuda":

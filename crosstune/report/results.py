@@ -112,15 +112,18 @@ def model_info(info: "PackageInfo", inputs: dict[str, Any] | None = None) -> dic
     return {"name": str(info.model.get("name")), "sha256": info.model.get("sha256"), "inputs": specs}
 
 
-def tuning_info(coverage: dict[str, Any] | None, trials: int | None = None) -> dict[str, Any]:
+def tuning_info(coverage: dict[str, Any] | None, trials: int | None = None,
+                layout: str | None = None) -> dict[str, Any]:
     """A crosstune engine's tuning state from a package's `build["tuning"]` (None: compiled
     without records, every kernel on TVM's default schedule). `trials` is what the store holds
-    for the model's kernels, when the caller counted them."""
+    for the model's kernels, when the caller counted them; `layout` its convolutions' layout
+    (`build["layout"]`; None for a model without any, or a package from before layouts)."""
+    extra = {"layout": layout} if layout else {}
     if coverage is None:
-        return {"logs": None, "tasks": None, "covered": 0, "trials": 0, "records": None}
+        return {"logs": None, "tasks": None, "covered": 0, "trials": 0, "records": None, **extra}
     return {"logs": coverage.get("database") or None, "tasks": coverage.get("tasks"),
             "covered": coverage.get("covered"), "trials": trials,
-            "records": coverage.get("records_in_database")}
+            "records": coverage.get("records_in_database"), **extra}
 
 
 def precision_of(info: "PackageInfo") -> str:
@@ -243,7 +246,7 @@ def run_document(info: "PackageInfo", stats: "LatencyStats", *, inputs: dict[str
         "crosstune", f"crosstune {info.crosstune_version}, TVM {info.tvm_version}", precision_of(info), stats,
         emulated=bool(board and board.get("emulated")),
         threads=int(threads) if threads and threads.isdigit() else None,
-        tuning=tuning_info(info.build.get("tuning")),
+        tuning=tuning_info(info.build.get("tuning"), layout=info.build.get("layout")),
     )
     machine = None
     if board:  # timed on the board, not on this machine: describe the board as far as it is known
@@ -457,6 +460,7 @@ def _check_engine(e: dict, w: str) -> None:
         for key in ("tasks", "covered", "trials", "records"):
             _get(tuning, key, f"{w}tuning.", "int", required=False)
         _get(tuning, "logs", f"{w}tuning.", "str", required=False)
+        _get(tuning, "layout", f"{w}tuning.", "str", required=False)
 
 
 def _check_pair(p: dict, w: str) -> None:

@@ -106,9 +106,12 @@ def boards_for(addr: Address, key: str) -> KeyStatus:
 OPEN_TIMEOUT_S = 60.0  # a board the tracker handed out must open its session within this
 
 
-def _in_thread(fn, timeout: float):
+def _in_thread(fn, timeout: float, check=None, every: float = 2.0):
     """fn() in a daemon thread: ("ok", value), ("error", exception) or ("timeout", None). TVM's
-    client calls block in C++ with no timeout of their own."""
+    client calls block in C++ with no timeout of their own. `check()`, if given, is called every
+    `every` seconds while fn runs; an exception it raises ends the wait (fn's thread is left)."""
+    import time
+
     got: dict = {}
 
     def call():
@@ -119,7 +122,14 @@ def _in_thread(fn, timeout: float):
 
     t = threading.Thread(target=call, daemon=True)
     t.start()
-    t.join(timeout)
+    deadline = time.monotonic() + timeout
+    while t.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        t.join(min(left, every) if check else left)
+        if t.is_alive() and check is not None:
+            check()
     if t.is_alive():
         return "timeout", None
     return ("ok", got["ok"]) if "ok" in got else ("error", got["error"])
@@ -151,8 +161,12 @@ def request(addr: Address, key: str, wait_s: float = 300.0, session_timeout_s: f
                 raise RuntimeError(f"the tracker answered {value!r}")
             return value[1]
 
-        state, value = _in_thread(ask, max(0.0, deadline - time.monotonic()))
-        tracker.close()
+        # While the request waits in the tracker's queue, the key's last board may go away: the
+        # tracker keeps queueing for a key without boards, so look, and say so rather than wait.
+        try:
+            state, value = _in_thread(ask, max(0.0, deadline - time.monotonic()), check=lambda: boards_for(addr, key))
+        finally:
+            tracker.close()
         if state != "ok":
             if state == "error":
                 raise BoardError(f"could not get a '{key}' board from the tracker at {addr}: {_one_line(value)}")

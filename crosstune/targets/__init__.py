@@ -38,6 +38,8 @@ class Target:
     source: str = ""  # the TOML file it came from
     board_key: str = ""  # default RPC key of boards of this kind ([board] key)
     qemu_cpu: str = ""  # qemu-user CPU model that emulates this target faithfully ([board] qemu-cpu)
+    # data layout of its 2-D convolutions where neither --layout nor the store says (`layout` key)
+    layout: str = "NHWC"
 
     @property
     def arch(self) -> str:
@@ -100,6 +102,7 @@ class Target:
             "arch": self.arch,
             "gpu_arch": self.gpu_arch,
             "board_key": self.board_key,
+            "layout": self.layout,
         }
 
     def describe_tvm(self) -> str:
@@ -163,7 +166,15 @@ def _from_file(path: Path) -> Target:
         source=str(path),
         board_key=board.get("key", ""),
         qemu_cpu=board.get("qemu-cpu", ""),
+        layout=_layout(data, path),
     )
+
+
+def _layout(data: dict[str, Any], path: Path) -> str:
+    layout = str(data.get("layout", "NHWC"))
+    if layout not in ("NCHW", "NHWC"):
+        raise UserError(f"target file {path}: layout '{layout}' is not one of NCHW, NHWC")
+    return layout
 
 
 def _resolve_host(name: str, data: dict[str, Any], path: Path) -> Target:
@@ -187,6 +198,7 @@ def _resolve_host(name: str, data: dict[str, Any], path: Path) -> Target:
         logs=base.logs,
         detected=f"{preset}, {cpu.cores} cores ({cpu.model})",
         source=str(path),
+        layout=base.layout,
     )
 
 
@@ -215,4 +227,5 @@ def _resolve_cuda(name: str, data: dict[str, Any], path: Path) -> Target:
         detected=f"{gpu.name} ({gpu.arch}, driver {gpu.driver}) -> {preset or 'generic ' + gpu.arch}",
         source=str(path),
         board_key=base.board_key,
+        layout=base.layout,
     )

@@ -55,6 +55,7 @@ class TuneOptions:
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
     baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
+    layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the target's
 
 
 @dataclass
@@ -112,6 +113,7 @@ class TuneResult:
     runner_restarts: int = 0
     phase_s: dict = field(default_factory=lambda: {"search": 0.0, "build": 0.0, "measure": 0.0, "cost_model": 0.0})
     errors: dict = field(default_factory=dict)  # first line of a failed candidate's error -> count
+    layouts: dict = field(default_factory=dict)  # model -> layout of its convolutions (models with any)
 
     @property
     def trials_per_minute(self) -> float:
@@ -132,28 +134,39 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     precisions = [p.strip() for p in options.precision.split(",") if p.strip()]
     for precision in precisions:
         pipeline.check_precision(target, precision)
+    if options.layout is not None:
+        pipeline.check_layout(options.layout)
     _check_measurable(target, options)
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    tasks, names, origins = [], [], []
+    store = logstore.store_for(target, options.db)
+    index = store.load()
+    tasks, names, origins, layouts = [], [], [], {}
     for m in models:
         stage("import")
         src, relax_model = relax_import.load_and_import(m, options.input_shapes, options.bindings)
         stage("extract")
+        # a model tuned before in the other layout goes on in it (what compile then picks too)
+        layout, why = pipeline.resolve_layout(relax_model.mod, target, precisions, index, options.layout)
+        if layout:
+            layouts[src.name] = layout
+            stage(f"convolutions of {src.name} in {layout}" + (f" ({why})" if why.startswith("TVM") else ""))
         for precision in precisions:
-            prepared = pipeline.workloads(relax_model.mod, target, precision)
+            prepared = pipeline.workloads(relax_model.mod, target, precision, layout)
             found = pipeline.extract_tasks(prepared, target)
             tasks += found
             origins += [src.name if len(precisions) == 1 else f"{src.name}:{precision}"] * len(found)
         names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
-    return tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or "+".join(names),
-                      should_stop=should_stop, origins=None if options.model_label else origins)
+    result = tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or "+".join(names),
+                        should_stop=should_stop, origins=None if options.model_label else origins, index=index)
+    result.layouts = layouts
+    return result
 
 
 def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, stage=None,
                model_label: str = "", should_stop: Callable[[], bool] | None = None,
-               origins: list[str] | None = None) -> TuneResult:
+               origins: list[str] | None = None, index=None) -> TuneResult:
     """`should_stop()` is polled between candidates: when it turns true the run stops there and
     returns normally (stopped="interrupted"); a KeyboardInterrupt raised in Python code does too."""
     import tvm
@@ -167,7 +180,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     store = logstore.store_for(target, options.db)
-    index = store.load()
+    index = index if index is not None else store.load()
     database = store.tvm_database(index)
     tvm_target = tuning_target(target)
     load_tensor_intrinsics(target.device)
