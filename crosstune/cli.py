@@ -777,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
-                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
+                   help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
@@ -816,7 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", default="fp32", metavar="fp32|fp16|fp32,fp16",
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
-                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
+                   help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
@@ -878,7 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", default="fp32",
                    help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
-                   help="data layout of the 2-D convolutions (default: the target's; records are per layout)")
+                   help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")

@@ -24,8 +24,8 @@ class CompileOptions:
     precision: "fp32", or "fp16" (GPU targets: `ToMixedPrecision`, fp16 weights and arithmetic; inputs
         and outputs keep the model's dtypes).
     layout: data layout of the 2-D convolutions, "NCHW" (as imported) or "NHWC" (channels-last);
-        None: the target preset's (`layout` key, NCHW where it has none). Tuning records are per
-        layout: compile with the layout the model was tuned in.
+        None: the layout the store's records cover the model better in, else the target preset's
+        (`layout` key, NHWC where it has none); see `pipeline.resolve_layout`.
     bindings: {input name: numpy value}: these model inputs become constants of the given values
         (`--bind NAME=FILE.npy`), for inputs TVM needs as constants (axes, sizes, k, ...); the
         package no longer takes them.

@@ -55,7 +55,7 @@ class TuneOptions:
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
     baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
-    layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the target's
+    layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the store's, else the target's
 
 
 @dataclass
