@@ -323,3 +323,22 @@ def test_a_model_tvm_cannot_convert_to_nhwc_stays_nchw(tmp_path):
     assert_user_error(run_cli("compile", model, "--target", "host", "-o", tmp_path / "x.ctm", "--layout", "NHWC"),
                       "--layout NHWC: TVM's ConvertLayout cannot convert this model", "--layout NCHW")
     assert not (tmp_path / "x.ctm").exists()
+
+
+def test_layout_choice_counts_kernels_left_without_records():
+    """The layouts of one model have different kernel counts (NHWC adds a transpose, NCHW a reshape):
+    ResNet-50 batch 16 on the H200 has 28 kernels in NCHW and 29 in NHWC. Both fully tuned, the
+    faster sum must win, not the layout with more kernels (the bug of the seventh GPU session, whose
+    bench built NHWC at 8.69 ms of stored time when NCHW's added up to 8.14 ms)."""
+    from crosstune.compile.pipeline import prefer_layout
+
+    full = {"NHWC": (29, 29, 8.69e-3), "NCHW": (28, 28, 8.14e-3)}
+    assert prefer_layout(full, "NHWC")[0] == "NCHW"
+    assert "8.14 ms against 8.69 ms" in prefer_layout(full, "NHWC")[1]
+    assert prefer_layout({**full, "NCHW": (28, 28, 9.0e-3)}, "NHWC")[0] == "NHWC"
+    # fewer kernels without records beats a smaller sum over fewer kernels
+    assert prefer_layout({"NHWC": (20, 29, 3e-3), "NCHW": (28, 28, 8e-3)}, "NHWC")[0] == "NCHW"
+    assert prefer_layout({"NHWC": (29, 29, 9e-3), "NCHW": (20, 28, 3e-3)}, "NHWC")[0] == "NHWC"
+    # no records in the other layout: the target's
+    assert prefer_layout({"NHWC": (0, 29, 0.0), "NCHW": (0, 28, 0.0)}, "NHWC")[0] == "NHWC"
+    assert prefer_layout({"NCHW": (0, 28, 0.0), "NHWC": (3, 29, 1e-3)}, "NCHW")[0] == "NHWC"

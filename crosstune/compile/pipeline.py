@@ -306,8 +306,8 @@ def workload_hash(task) -> str:
 def choose_layout(mod, target: Target, precisions, index) -> tuple[str, str]:
     """The convolution layout of a build that was not told one, and why. The store (`index`, a
     logstore.Index) decides where it covers the model in one layout better than in the other: the
-    layout with records for more of the model's kernels, or, where both cover as many, the one whose
-    stored best times add up to less (each kernel's time x its launches). Otherwise the target's
+    layout that leaves fewer of the model's kernels without records, or, where both leave out as
+    many, the one whose stored best times add up to less (each kernel's time x its launches). Otherwise the target's
     (`layout` preset key). So a model tuned before a target's layout changed keeps its records, and
     one tuned in both layouts is built in the faster."""
     precisions = list(precisions)
@@ -324,15 +324,27 @@ def choose_layout(mod, target: Target, precisions, index) -> tuple[str, str]:
                     times = [x for x in (best.seconds if best else None, default) if x is not None]
                     seconds += int(t.weight) * min(times) if times else 0.0
         seen[layout] = (covered, total, seconds)
-    own, other = seen[target.layout], seen[next(x for x in seen if x != target.layout)]
-    alt = next(x for x in seen if x != target.layout)
-    if other[0] > own[0] or (other[0] == own[0] > 0 and 0 < other[2] < own[2]):
+    return prefer_layout(seen, target.layout)
+
+
+def prefer_layout(seen: dict[str, tuple[int, int, float]], target_layout: str) -> tuple[str, str]:
+    """`choose_layout`'s decision over each layout's (kernels with records, kernels, stored seconds).
+    The layouts' kernel counts can differ (NHWC adds a transpose at each end of a model, NCHW a
+    reshape), so the one with fewer kernels *without* records wins; where both leave out as many,
+    the one whose stored times add up to less; else the target's."""
+    alt = next(x for x in seen if x != target_layout)
+    own, other = seen[target_layout], seen[alt]
+    own_missing, other_missing = own[1] - own[0], other[1] - other[0]
+    if other[0] and (other_missing < own_missing or (other_missing == own_missing and 0 < other[2] < own[2])):
         why = (f"the store's: records for {other[0]} of its {other[1]} kernels in {alt}, "
-               f"{own[0]} in {target.layout}, the target's")
-        if other[0] == own[0]:
+               f"{own[0]} of {own[1]} in {target_layout}, the target's")
+        if other_missing == own_missing:
             why += f"; stored times add up to {other[2] * 1e3:.3g} ms against {own[2] * 1e3:.3g} ms"
         return alt, why
-    return target.layout, f"the target's; records for {own[0]} of its {own[1]} kernels"
+    why = f"the target's; records for {own[0]} of its {own[1]} kernels"
+    if own[0] and other[0] and own_missing == other_missing:
+        why += f", {other[0]} of {other[1]} in {alt}; stored times add up to {own[2] * 1e3:.3g} ms against {other[2] * 1e3:.3g} ms"
+    return target_layout, why
 
 
 def extract_tasks(prepared, target: Target):
