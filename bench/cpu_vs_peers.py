@@ -3,10 +3,11 @@
     TVM_NUM_THREADS=2 python bench/cpu_vs_peers.py [--models resnet50,mobilenetv2,encoder] [--repeat 30]
 
 Engines: crosstune compiled with the stored records in logs/<preset>/ (what `make demo` gets),
-crosstune untuned (TVM default schedules), ONNX Runtime (all graph optimisations), OpenVINO
+crosstune untuned (TVM default schedules, timed on its own), ONNX Runtime (all graph optimisations), OpenVINO
 (f32 inference precision hint, latency mode) and PyTorch eager (the zoo's torch definitions, the
 same seeded weights). Every engine gets the same seeded inputs; outputs are checked against ONNX
-Runtime. Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
+Runtime. The engines take turns being timed (`--rounds`, 5: each gets a fifth of `--repeat` in
+every round, samples pooled), so a machine whose speed drifts slows them all alike. Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
 how many trials the stored records hold for each model's kernels. Writes one results document per
 model, bench/results/cpu_vs_peers-<preset>.<model>.results.json (`crosstune report` turns them into
 a report), and the printed table as bench/results/cpu_vs_peers-<preset>.txt. Needs
@@ -50,11 +51,12 @@ def stored_trials(onnx_path: Path, target) -> dict:
             "trials": sum(counts), "min_trials_per_tuned_kernel": min(tuned) if tuned else 0}
 
 
-def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
+def bench_model(name: str, work: Path, repeat: int, max_seconds: float, rounds: int) -> dict:
     """The results document of one zoo model: every engine, timed and checked against ONNX Runtime."""
     import crosstune
     from crosstune import targets, zoo
     from crosstune.compare import CrosstuneEngine, compare
+    from crosstune.compare.engine import benchmark_rounds
     from crosstune.compare.onnxruntime import OnnxRuntimeEngine
     from crosstune.report import results
 
@@ -84,12 +86,19 @@ def bench_model(name: str, work: Path, repeat: int, max_seconds: float) -> dict:
             entries.append(results.engine_entry(peer, None, "fp32", status="unavailable", threads=THREADS,
                                                 error=(str(err).splitlines() or [type(err).__name__])[0]))
     reference = engines[2].run(inputs)
+    agreements = {e.name: None if e.name == "onnxruntime" else compare(e.run(inputs), reference, rtol=1e-3, atol=1e-4)
+                  for e in engines}
+    # The untuned build (seconds a run) is timed on its own; the others take turns, `rounds` rounds,
+    # so the machine's drift over minutes (2x on these VMs) meets every engine alike.
+    timed = [e for e in engines if e.name != "crosstune-untuned"]
+    stats = dict(zip([e.name for e in timed], benchmark_rounds(timed, inputs, rounds=rounds, warmup=3, repeat=repeat,
+                                                              max_seconds=max_seconds)))
     for e in engines:
-        agreement = None if e.name == "onnxruntime" else compare(e.run(inputs), reference, rtol=1e-3, atol=1e-4)
-        untuned = e.name == "crosstune-untuned"
-        st = e.benchmark(inputs, warmup=1 if untuned else 3, repeat=repeat, max_seconds=20 if untuned else max_seconds)
-        entries.append(results.engine_entry(e.name, e.version(), "fp32", st, agreement=agreement, threads=THREADS,
-                                            tuning=tuning.get(e.name)))
+        st = stats.get(e.name) or e.benchmark(inputs, warmup=1, repeat=repeat, max_seconds=20)
+        if isinstance(st, BaseException):
+            raise st
+        entries.append(results.engine_entry(e.name, e.version(), "fp32", st, agreement=agreements[e.name],
+                                            threads=THREADS, tuning=tuning.get(e.name)))
     return document(info, inputs, entries)
 
 
@@ -114,7 +123,9 @@ def summary(docs: list[dict]) -> str:
     versions = {e["name"]: e["version"] for e in first["engines"]}
     disagree = [f"{d['model']['name']}/{e['name']}" for d in docs for e in d["engines"]
                 if e["agreement"] is not None and not e["agreement"]["passed"]]
-    return (text + f"\nmedian latency, batch 1, {THREADS} threads per engine; ratio > 1 means crosstune is faster\n"
+    rounds = next(e["latency_ms"].get("rounds", 1) for e in first["engines"] if e["name"] == "crosstune")
+    return (text + f"\nmedian latency, batch 1, {THREADS} threads per engine, timed in {rounds} rounds taking turns; "
+            "ratio > 1 means crosstune is faster\n"
             f"machine: {machine['cpu']}, {machine['cores']} cores ({first['target']['name']}); {first['created']}\n"
             f"versions: {versions}\n"
             f"engines whose outputs disagree with onnxruntime (rtol 1e-3, atol 1e-4): {', '.join(disagree) or 'none'}\n")
@@ -125,10 +136,11 @@ def main() -> int:
     ap.add_argument("--models", default="resnet50,mobilenetv2,encoder")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--max-seconds", type=float, default=20.0)
+    ap.add_argument("--rounds", type=int, default=5, help="engines take turns being timed, in this many rounds")
     args = ap.parse_args()
     from crosstune.targets import host
 
-    docs = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds))
+    docs = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds, args.rounds))
     stem = f"cpu_vs_peers-{host.detect().preset}"
     paths = write_documents(stem, docs)
     text = summary(docs)

@@ -613,7 +613,7 @@ def cmd_bench(args) -> int:
         target=args.target, against=tuple(a for a in against.split(",") if a),
         precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
         max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
-        use_logs=not args.no_logs, db=args.db, layout=args.layout,
+        use_logs=not args.no_logs, db=args.db, layout=args.layout, rounds=args.rounds,
     )
     say(f"benchmarking {args.model}: crosstune ({args.target}) against {', '.join(opts.against) or 'nothing'}")
     doc = bench(args.model, opts, sys.argv, say=stage)
@@ -882,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")
+    s.add_argument("--rounds", type=int, default=5,
+                   help="engines take turns being timed, in this many rounds, so a machine whose speed drifts "
+                        "slows them all alike (default 5; 1: one block per engine)")
     s.add_argument("--threads", type=int, help="threads per engine (default: the target's num-cores, else all cores)")
     s.add_argument("--seed", type=int, default=0, help="seed of the shared inputs (default 0)")
     s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)

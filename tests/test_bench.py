@@ -24,6 +24,7 @@ def test_bench_against_peers_writes_results(model_dir, tmp_path):
     assert [e["name"] for e in doc["engines"] if e["precision"] == "fp32"][:2] == ["crosstune", "onnxruntime"]
     ours = by["crosstune", "fp32"]
     assert ours["status"] == "ok" and ours["latency_ms"]["count"] == 5 and ours["agreement"]["passed"]
+    assert ours["latency_ms"]["rounds"] == 5 == by["onnxruntime", "fp32"]["latency_ms"]["rounds"]  # took turns
     assert by["onnxruntime", "fp32"]["status"] == "ok" and by["onnxruntime", "fp32"]["agreement"] is None
     # conv.onnx is not a zoo export: no torch definition to time
     assert by["torch", "fp32"]["status"] == "unavailable" and "not a crosstune zoo export" in by["torch", "fp32"]["error"]
@@ -112,6 +113,39 @@ def test_bench_bad_options(model_dir):
     assert_user_error(run_cli("bench", model_dir / "conv.onnx", "--against", "onnxruntime,tvmc"), "unknown engine(s) tvmc")
     assert_user_error(run_cli("bench", model_dir / "conv.onnx", "--precision", "int4"), "unknown precision(s) int4")
     assert_user_error(run_cli("bench", model_dir / "conv.onnx", "--target", "rpi4"), "on a board", "--rpc")
+    assert_user_error(run_cli("bench", model_dir / "conv.onnx", "--rounds", "0"), "--rounds must be >= 1")
+
+
+def test_engines_take_turns_being_timed(model_dir):
+    """`benchmark_rounds`: every engine is timed in each round before any is timed again, `repeat`
+    runs split over the rounds and pooled; an engine that fails is reported and not timed again."""
+    from crosstune.compare.engine import benchmark_rounds
+    from crosstune.compare.onnxruntime import OnnxRuntimeEngine
+
+    calls = []
+
+    class Logged(OnnxRuntimeEngine):  # ONNX Runtime itself, with its calls written down
+        def __init__(self, tag, fail_at=None):
+            super().__init__((model_dir / "conv.onnx").read_bytes(), threads=1)
+            self.tag, self.fail_at = tag, fail_at
+
+        def benchmark(self, inputs, **kw):
+            calls.append((self.tag, kw["repeat"], kw["warmup"]))
+            if sum(1 for c in calls if c[0] == self.tag) == self.fail_at:
+                raise RuntimeError("board went away")
+            return super().benchmark(inputs, **kw)
+
+    a, b, c = Logged("a"), Logged("b"), Logged("c", fail_at=2)
+    i = a.session.get_inputs()[0]
+    x = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)}
+    sa, sb, sc = benchmark_rounds([a, b, c], x, rounds=3, warmup=2, repeat=7, max_seconds=None)
+    assert calls == [("a", 3, 2), ("b", 3, 2), ("c", 3, 2), ("a", 2, 1), ("b", 2, 1), ("c", 2, 1), ("a", 2, 1), ("b", 2, 1)]
+    assert (sa.count, sa.rounds, sa.warmup) == (7, 3, 4) and sb.count == 7 and len(sa.samples_ms) == 7
+    assert sa.min_ms <= sa.median_ms <= sa.max_ms and "samples_ms" not in sa.to_json()
+    assert isinstance(sc, RuntimeError) and str(sc) == "board went away"
+    calls.clear()
+    (one,) = benchmark_rounds([a], x, rounds=5, warmup=1, repeat=2, max_seconds=None)  # fewer runs than rounds
+    assert one.count == 2 and one.rounds == 2 and calls == [("a", 1, 1), ("a", 1, 1)]
 
 
 def test_torch_engine_runs_the_zoo_definition(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .engine import PRECISIONS, Unavailable, check_device_precision
+from .engine import PRECISIONS, Unavailable, benchmark_rounds, check_device_precision
 from .peers import PEERS
 
 
@@ -36,6 +36,7 @@ class BenchOptions:
     repeat: int = 30
     warmup: int = 3
     max_seconds: float | None = 20.0
+    rounds: int = 5  # engines take turns being timed (`benchmark_rounds`); 1: one block each
     threads: int | None = None  # per engine (default: the target's num-cores, else this machine's cores)
     seed: int = 0
     input_shapes: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +68,8 @@ def check_options(o: BenchOptions) -> None:
         raise UserError("--precision names no precision")
     if o.repeat < 1:
         raise UserError("--repeat must be >= 1")
+    if o.rounds < 1:
+        raise UserError("--rounds must be >= 1")
 
 
 def bench(model: str | Path, o: BenchOptions, command: list[str], say: Callable[[str], None] = print) -> dict:
@@ -120,18 +123,17 @@ def bench(model: str | Path, o: BenchOptions, command: list[str], say: Callable[
                 slot.entry = entry(slot, "failed", _line(err))
 
     ref = _reference(slots, o, src, origin, inputs, threads, device, say)
-    for slot in slots:
-        if slot.outputs is None:
-            continue
-        agreement = None
-        if ref is not None and slot is not ref:
-            agreement = _agree(slot, ref)
-        say(f"  timing {slot.name} ({slot.precision}) ...")
-        try:
-            stats = slot.engine.benchmark(inputs, warmup=o.warmup, repeat=o.repeat, max_seconds=o.max_seconds)
-        except Exception as err:  # noqa: BLE001 - reported in the results
+    timed = [s for s in slots if s.outputs is not None]
+    agreements = {id(s): (_agree(s, ref) if ref is not None and s is not ref else None) for s in timed}
+    say(f"  timing {', '.join(f'{s.name} ({s.precision})' for s in timed)}"
+        + (f" in {o.rounds} rounds, taking turns ..." if o.rounds > 1 else " ..."))
+    measured = benchmark_rounds([s.engine for s in timed], inputs, rounds=o.rounds, warmup=o.warmup,
+                                repeat=o.repeat, max_seconds=o.max_seconds)
+    for slot, stats in zip(timed, measured):
+        agreement = agreements[id(slot)]
+        if isinstance(stats, BaseException):
             slot.entry = results.engine_entry(slot.name, slot.engine.version(), slot.precision, status="failed",
-                                              error=_line(err), agreement=agreement, threads=threads)
+                                              error=_line(stats), agreement=agreement, threads=threads)
             continue
         slot.entry = results.engine_entry(slot.name, slot.engine.version(), slot.precision, stats,
                                           agreement=agreement, threads=threads,

@@ -70,3 +70,32 @@ class CrosstuneEngine(Engine):
 
     def benchmark(self, inputs, *, warmup, repeat, max_seconds):
         return self.compiled.benchmark(inputs, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
+
+
+def benchmark_rounds(engines: list[Engine], inputs: dict[str, np.ndarray], *, rounds: int, warmup: int,
+                     repeat: int, max_seconds: float | None) -> list:
+    """Time `engines` taking turns: `rounds` rounds, each engine timed for its share of `repeat` (and
+    of `max_seconds`) in every round, its samples then pooled into one `LatencyStats`. On a shared
+    machine whose speed drifts over minutes (the 2-core CI VMs: the same build measured 5.7 and
+    10.3 ms a minute apart), every engine then meets the same drift, so ratios between them hold
+    where one block per engine would compare a fast minute with a slow one. The first round warms
+    each engine up `warmup` runs, later rounds once (another engine has had the caches meanwhile).
+    One result per engine, in order: its stats, or the exception that stopped it (it is not timed
+    in later rounds)."""
+    if rounds < 1 or repeat < 1:
+        raise ValueError("rounds and repeat must be >= 1")
+    rounds = min(rounds, repeat)  # `repeat` timed runs in all, split as evenly as they go
+    shares = [repeat // rounds + (1 if r < repeat % rounds else 0) for r in range(rounds)]
+    budget = None if max_seconds is None else max_seconds / rounds
+    parts: list[list[LatencyStats]] = [[] for _ in engines]
+    failed: list[BaseException | None] = [None] * len(engines)
+    for r, share in enumerate(shares):
+        for i, e in enumerate(engines):
+            if failed[i] is not None:
+                continue
+            try:
+                parts[i].append(e.benchmark(inputs, warmup=warmup if r == 0 else 1, repeat=share,
+                                            max_seconds=budget))
+            except Exception as err:  # noqa: BLE001 - reported by the caller
+                failed[i] = err
+    return [failed[i] if failed[i] is not None else LatencyStats.merge(parts[i]) for i in range(len(engines))]

@@ -140,7 +140,8 @@ def precision_of(info: "PackageInfo") -> str:
 
 def latency_json(stats: "LatencyStats") -> dict[str, Any]:
     return {"median": stats.median_ms, "p90": stats.p90_ms, "min": stats.min_ms, "max": stats.max_ms,
-            "mean": stats.mean_ms, "count": stats.count, "warmup": stats.warmup, "truncated": stats.truncated}
+            "mean": stats.mean_ms, "count": stats.count, "warmup": stats.warmup, "truncated": stats.truncated,
+            "rounds": stats.rounds}
 
 
 def agreement_json(agreement: "Agreement") -> dict[str, Any]:
@@ -440,6 +441,8 @@ def _check_engine(e: dict, w: str) -> None:
             raise _Invalid(f"{lw}count: must be at least 1")
         _get(lat, "warmup", lw, "int", required=False)
         _get(lat, "truncated", lw, "bool", required=False, default=False)
+        if _get(lat, "rounds", lw, "int", required=False, default=1) < 1:
+            raise _Invalid(f"{lw}rounds: must be at least 1")
         if not lat["min"] <= lat["median"] <= lat["max"]:
             raise _Invalid(f"{lw[:-1]}: median {lat['median']:g} is outside min..max")
     else:

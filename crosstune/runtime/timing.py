@@ -5,10 +5,11 @@ median / p90 / min / max."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
+from dataclasses import replace as dataclasses_replace
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,22 @@ class LatencyStats:
     count: int
     warmup: int
     truncated: bool = False  # stopped by the time limit before `repeat` runs
+    rounds: int = 1  # timed in this many rounds, taking turns with other engines (`merge`)
+    samples_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)  # not in the JSON
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        del d["samples_ms"]
+        return d
+
+    @classmethod
+    def merge(cls, parts: "list[LatencyStats]") -> "LatencyStats":
+        """One engine's rounds as one set of samples (warm-ups add up; truncated if any round was)."""
+        samples = [x for p in parts for x in p.samples_ms]
+        if not samples:
+            raise ValueError("no samples to merge")
+        merged = cls.from_samples(samples, sum(p.warmup for p in parts), any(p.truncated for p in parts))
+        return dataclasses_replace(merged, rounds=len(parts))
 
     @classmethod
     def from_samples(cls, samples_ms: list[float], warmup: int, truncated: bool = False) -> "LatencyStats":
@@ -37,6 +51,7 @@ class LatencyStats:
             count=int(a.size),
             warmup=warmup,
             truncated=truncated,
+            samples_ms=tuple(float(x) for x in a),
         )
 
 
