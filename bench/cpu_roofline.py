@@ -1,24 +1,23 @@
 """How close each CPU engine runs to this machine's fp32 GEMM peak, and what the issue-3 goal asks.
 
-    python bench/cpu_roofline.py [--models resnet50,mobilenetv2,encoder] [--threads 2]
+    python bench/cpu_roofline.py [--models resnet50,mobilenetv2,encoder] [--threads 2] [--rounds 5]
 
-Measures the best fp32 matrix-product throughput this machine reaches on `--threads` threads
-(PyTorch's matmul, which uses oneDNN/MKL, and NumPy's OpenBLAS, square products of 1024-4096: the
-best of both is "peak"), counts each zoo model's multiply-adds from its ONNX graph (Conv, Gemm,
-MatMul, after shape inference), and reads the engines' median latencies from the committed
-`bench/results/cpu_vs_peers-<preset>.<model>.results.json` of this CPU class (run
-`bench/cpu_vs_peers.py` first, on this machine, with nothing else running). Prints each engine's
-effective GFLOP/s (2 x multiply-adds / latency) as a share of peak, and the latency and share of
-peak that the goal needs (1.25x faster than the best of ONNX Runtime and OpenVINO for the CNNs,
-no slower for the encoder). A goal above 100% of peak cannot be met by computing every
-multiply-add (direct convolution); only an algorithm with fewer of them (Winograd) could.
-Writes the table to bench/results/cpu_roofline-<preset>.txt.
+For each zoo model, in one process and in rounds taking turns (`benchmark_rounds`, as
+`bench/cpu_vs_peers.py` does), times crosstune (the stored records in logs/<preset>/), ONNX Runtime,
+OpenVINO and a 3072x3072 fp32 matrix product in NumPy (OpenBLAS) and in PyTorch (oneDNN/MKL): the
+faster product is the peak, measured in the same minutes as the engines, because these VMs' speed
+drifts by 2x over minutes. Counts each model's multiply-adds from its ONNX graph (Conv, Gemm, MatMul,
+after shape inference) and prints each engine's effective GFLOP/s (2 x multiply-adds / latency) as a
+share of that peak, and the latency and share of peak that the goal needs (1.25x faster than the
+best of ONNX Runtime and OpenVINO for the CNNs, no slower for the encoder). A goal above 100% of
+peak cannot be met by computing every multiply-add (direct convolution); only an algorithm with
+fewer of them (Winograd) could. Writes the table to bench/results/cpu_roofline-<preset>.txt. Needs
+`pip install openvino` (the `bench` extra).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--models", default="resnet50,mobilenetv2,encoder")
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--rounds", type=int, default=5)
+ap.add_argument("--repeat", type=int, default=30)
 args = ap.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS"):
     os.environ[var] = str(args.threads)
@@ -36,25 +37,27 @@ from _common import RESULTS  # noqa: E402 - bench/ is on sys.path
 GOAL = {"resnet50": 1.25, "mobilenetv2": 1.25, "encoder": 1.0}
 
 
-def gemm_peak(threads: int) -> dict[str, float]:
-    """Best GFLOP/s of square fp32 products, per library."""
-    import numpy as np
-    import torch
+class GemmPeak:
+    """A square fp32 matrix product as an engine (the compare.Engine calls `benchmark_rounds` makes),
+    so the peak is timed in the same rounds as the engines it is compared with."""
 
-    torch.set_num_threads(threads)
-    best: dict[str, float] = {}
-    for n in (1024, 2048, 3072, 4096):
+    def __init__(self, lib: str, n: int = 3072):
+        import numpy as np
+        import torch
+
+        torch.set_num_threads(args.threads)
         a, b = np.random.default_rng(0).random((2, n, n), dtype=np.float32)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        for lib, f in (("numpy (OpenBLAS)", lambda: a @ b), ("torch (oneDNN/MKL)", lambda: ta @ tb)):
-            f()
-            times = []
-            for _ in range(5 if n < 4096 else 3):
-                t = time.perf_counter()
-                f()
-                times.append(time.perf_counter() - t)
-            best[lib] = max(best.get(lib, 0.0), 2 * n**3 / min(times) / 1e9)
-    return best
+        self.name, self.flop = lib, 2 * n**3
+        if lib.startswith("torch"):
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            self.fn = lambda: ta @ tb
+        else:
+            self.fn = lambda: a @ b
+
+    def benchmark(self, inputs, *, warmup, repeat, max_seconds):
+        from crosstune.runtime.timing import measure
+
+        return measure(self.fn, None, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
 
 
 def multiply_adds(path: Path) -> int:
@@ -94,45 +97,51 @@ def cell(ms: float, gflop: float, peak: float) -> str:
 
 
 def main() -> int:
+    import crosstune
     from crosstune import zoo
+    from crosstune.compare import CrosstuneEngine
+    from crosstune.compare.engine import benchmark_rounds
+    from crosstune.compare.onnxruntime import OnnxRuntimeEngine
+    from crosstune.compare.peers import OpenVinoEngine
     from crosstune.targets import host
-
-    preset = host.detect().preset
-    peak = gemm_peak(args.threads)
-    top = max(peak.values())
-    rows, notes = [], []
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / "crosstune-roofline"
-    work.mkdir(exist_ok=True)
-    for name in args.models.split(","):
-        doc_path = RESULTS / f"cpu_vs_peers-{preset}.{name}.results.json"
-        if not doc_path.is_file():
-            notes.append(f"{name}: no {doc_path.name}; run bench/cpu_vs_peers.py here first")
-            continue
-        doc = json.loads(doc_path.read_text())
-        onnx_path = work / f"{name}.onnx"
-        if not onnx_path.is_file():
-            zoo.export(name, onnx_path)
-        gflop = 2 * multiply_adds(onnx_path) / 1e9
-        med = {e["name"]: e["latency_ms"]["median"] for e in doc["engines"] if e.get("latency_ms")}
-        best_peer = min(med[n] for n in ("onnxruntime", "openvino") if n in med)
-        goal_ms = best_peer / GOAL[name]
-        cells = [name, f"{gflop:.2f}"]
-        for n in ("crosstune", "onnxruntime", "openvino", "torch"):
-            cells.append(cell(med[n], gflop, top) if n in med else "n/a")
-        cells.append(cell(goal_ms, gflop, top))
-        rows.append(cells)
     from crosstune.textfmt import table
 
-    text = table(["MODEL", "GFLOP", "CROSSTUNE", "ONNX RUNTIME", "OPENVINO", "TORCH", "GOAL NEEDS"], rows)
+    preset = host.detect().preset
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "crosstune-roofline"
+    work.mkdir(exist_ok=True)
+    rows, peaks = [], {}
+    for name in args.models.split(","):
+        onnx_path = work / f"{name}.onnx"
+        zoo.export(name, onnx_path)
+        gflop = 2 * multiply_adds(onnx_path) / 1e9
+        res = crosstune.compile(onnx_path, target="host", output=work / f"{name}.ctm")
+        ct = CrosstuneEngine(crosstune.load(res.package, threads=args.threads))
+        inputs = ct.compiled.example_inputs(seed=0)
+        engines = [ct, OnnxRuntimeEngine(onnx_path.read_bytes(), threads=args.threads),
+                   OpenVinoEngine(onnx_path, args.threads), GemmPeak("numpy (OpenBLAS)"), GemmPeak("torch (oneDNN/MKL)")]
+        stats = benchmark_rounds(engines, inputs, rounds=args.rounds, warmup=3, repeat=args.repeat, max_seconds=20)
+        med = {}
+        for e, st in zip(engines, stats):
+            if isinstance(st, BaseException):
+                raise st
+            med[e.name] = st.median_ms
+        peak = max(e.flop / (med[e.name] / 1e3) / 1e9 for e in engines if isinstance(e, GemmPeak))
+        for e in engines:
+            if isinstance(e, GemmPeak):
+                peaks.setdefault(e.name, []).append(e.flop / (med[e.name] / 1e3) / 1e9)
+        best_peer = min(med["onnxruntime"], med["openvino"])
+        goal_ms = best_peer / GOAL[name]
+        rows.append([name, f"{gflop:.2f}", f"{peak:.0f}", *[cell(med[n], gflop, peak) for n in ("crosstune", "onnxruntime", "openvino")],
+                     cell(goal_ms, gflop, peak)])
+    text = table(["MODEL", "GFLOP", "PEAK GFLOP/S", "CROSSTUNE", "ONNX RUNTIME", "OPENVINO", "GOAL NEEDS"], rows)
     text += ("\neach cell: median latency, effective GFLOP/s (2 x multiply-adds of Conv/Gemm/MatMul / latency), "
-             "share of peak\n"
-             f"peak: best fp32 GEMM on {args.threads} threads: "
-             + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
-             + f"\nGOAL NEEDS: 1.25x faster than the best of ONNX Runtime and OpenVINO (ResNet-50, MobileNetV2), "
-               "no slower (encoder); above 100% cannot be met by direct convolution\n"
-             f"latencies from bench/results/cpu_vs_peers-{preset}.<model>.results.json "
-             f"({doc.get('created', '?') if rows else '?'}); machine: {doc['machine']['cpu'] if rows else '?'}, "
-             f"{os.cpu_count()} cores ({preset})\n" + "".join(n + "\n" for n in notes))
+             "share of PEAK\n"
+             f"PEAK: the best fp32 3072x3072 GEMM on {args.threads} threads, timed in the same {args.rounds} rounds as the "
+             "engines (taking turns): " + ", ".join(f"{k} {min(v):.0f}-{max(v):.0f}" for k, v in peaks.items()) + " GFLOP/s\n"
+             "GOAL NEEDS: 1.25x faster than the best of ONNX Runtime and OpenVINO (ResNet-50, MobileNetV2), "
+             "no slower (encoder); above 100% cannot be met by computing every multiply-add (direct convolution)\n"
+             f"crosstune: the stored records of logs/{preset}/; machine: {host.detect().model}, "
+             f"{os.cpu_count()} cores ({preset}); {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
     (RESULTS / f"cpu_roofline-{preset}.txt").write_text(text)
     print(text, end="")
     return 0
