@@ -40,7 +40,7 @@ def stored_trials(onnx_path: Path, target) -> dict:
     index = store.load()
     src = onnx_model.with_shapes(onnx_model.load(onnx_path), {})
     mod = relax_import.to_relax(src).mod
-    layout, _ = pipeline.choose_layout(mod, target, ["fp32"], index)  # what compile picks
+    layout, _ = pipeline.resolve_layout(mod, target, ["fp32"], index)  # what compile picks
     prepared = pipeline.workloads(mod, target, "fp32", layout)
     counts = []
     for task in pipeline.extract_tasks(prepared, target):
@@ -71,7 +71,8 @@ def bench_model(name: str, work: Path, repeat: int, max_seconds: float, rounds: 
         eng.name = label
         engines.append(eng)
         coverage = res.info.build.get("tuning")
-        tuning[label] = results.tuning_info(coverage, trials if coverage else None, layout=res.info.build.get("layout"))
+        tuning[label] = results.tuning_info(coverage, trials if coverage else None, layout=res.info.build.get("layout"),
+                                              conv=res.info.build.get("conv"))
         info = info or res.info
     inputs = engines[0].compiled.example_inputs(seed=0)
     engines.append(OnnxRuntimeEngine(onnx_path.read_bytes(), threads=THREADS))

@@ -24,7 +24,8 @@ def main() -> int:
     ap.add_argument("model")
     ap.add_argument("--target", default="cuda")
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--layout", default=None, help="NCHW or NHWC (default: the target's)")
+    ap.add_argument("--layout", default=None, help="NCHW or NHWC (default: what compile picks)")
+    ap.add_argument("--conv", default=None, help="direct or winograd (default: what compile picks)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -45,9 +46,11 @@ def main() -> int:
     store = logstore.store_for(target, None)
     index = store.load()
     database = store.tvm_database(index, best_only=True)
+    form, why = pipeline.resolve_layout(model.mod, target, [args.precision], index, args.layout, args.conv)
+    print(f"convolutions: {pipeline.describe_form(form)} ({why})")
     built = pipeline.build(model.mod, model.weights, target, database, str(store.path),
                            precision=args.precision, cuda_graph=False,
-                           layout=args.layout or target.layout)
+                           layout=form)
     dev = tvm.cuda(0)
     vm = relax.VirtualMachine(built.executable, dev)
     feed = random_inputs(src.inputs, seed=0)

@@ -16,7 +16,8 @@
 #   bash bench/gpu_session.sh bench MODEL...   crosstune bench against torch, torch.compile, ORT, TensorRT
 #   bash bench/gpu_session.sh kprofile MODEL... each kernel's share of GPU time (bench/gpu_kernel_profile.py)
 #   bash bench/gpu_session.sh tests            pytest -m gpu
-# LAYOUT=NCHW|NHWC passes --layout to tune, bench and kprofile (default: the h200 preset's).
+# LAYOUT=NCHW|NHWC passes --layout to tune, bench and kprofile (default: the h200 preset's);
+# CONV=direct|winograd passes --conv to tune and bench (default: the store's choice).
 # Each device call gets a fresh copy of the working tree, but /tmp lives as long as the machine is
 # held: the store is kept in /tmp/ctlogs (seeded from logs/ without overwriting), so a later call on
 # the same machine tunes on and benches with what earlier calls measured. New shards also go to
@@ -60,7 +61,7 @@ tune)
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=; models="$models $(zoo $name $batch)"; done
   store=$CROSSTUNE_LOGS/h200
   before=$(ls $store/*.jsonl 2>/dev/null | sort)
-  timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" ${LAYOUT:+--layout $LAYOUT} \
+  timeout -s INT "$(( ${STOP_AT:-560} - SECONDS ))" python3 -m crosstune.cli tune $models --target cuda --precision "$prec" ${LAYOUT:+--layout $LAYOUT} ${CONV:+--conv $CONV} \
      --time-budget "${minutes}m" --trials-per-task "${TRIALS_PER_TASK:-64}" --min-repeat-ms 20 \
      --trials-per-round "${TRIALS_PER_ROUND:-32}" --population "${POPULATION:-64}" --search-iters "${SEARCH_ITERS:-2}" 2>&1 | grep -v "^  \[" | tee "$OUT/tune-${TAG:-1}.log" | tail -n 80
   after=$(ls $store/*.jsonl 2>/dev/null | sort)
@@ -78,7 +79,7 @@ bench)
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=
     f=$(zoo "$name" $batch)
     ct bench "$f" --target cuda --against torch,torch-compile,torch-compile-ro,onnxruntime,tensorrt \
-       --precision ${PRECISIONS:-fp32,fp16} ${LAYOUT:+--layout $LAYOUT} --repeat ${REPEAT:-200} --warmup 30 --json "$OUT/gpu-$name${batch:+-b$batch}.results.json"
+       --precision ${PRECISIONS:-fp32,fp16} ${LAYOUT:+--layout $LAYOUT} ${CONV:+--conv $CONV} --repeat ${REPEAT:-200} --warmup 30 --json "$OUT/gpu-$name${batch:+-b$batch}.results.json"
   done
   ;;
 kprofile)
@@ -86,7 +87,7 @@ kprofile)
     name=${spec%%:*}; batch=${spec#*:}; [ "$batch" = "$spec" ] && batch=
     f=$(zoo "$name" $batch)
     for p in $(echo ${PRECISIONS:-fp32,fp16} | tr , ' '); do
-      python3 bench/gpu_kernel_profile.py "$f" --target cuda --precision $p ${LAYOUT:+--layout $LAYOUT} \
+      python3 bench/gpu_kernel_profile.py "$f" --target cuda --precision $p ${LAYOUT:+--layout $LAYOUT} ${CONV:+--conv $CONV} \
         --json "$OUT/kprofile-$name${batch:+-b$batch}-$p.json" 2>&1 | grep -v Warning | head -n ${ROWS:-25}
     done
   done

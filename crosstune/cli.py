@@ -266,6 +266,7 @@ def cmd_compile(args) -> int:
         precision=args.precision,
         bindings=parse_bindings(args.bind),
         layout=args.layout,
+        conv=args.conv,
     )
     target = targets.get(args.target)
     detected = f" (detected {target.detected})" if target.detected else ""
@@ -302,7 +303,11 @@ def _report_tuning(tuning, args, build: dict | None = None) -> None:
                if tuning.get("default_faster") else ""))
     if layout:
         why = (build or {}).get("layout_reason")
-        say(f"  convolutions: {layout}" + (f" ({why})" if why and why != "given" else ""))
+        conv = (build or {}).get("conv")
+        form = layout + ("+winograd" if conv == "winograd" else "")
+        from .compile.pipeline import describe_form
+
+        say(f"  convolutions: {describe_form(form)}" + (f" ({why})" if why and why != "given" else ""))
 
 
 
@@ -400,6 +405,7 @@ def cmd_tune(args) -> int:
         bindings=parse_bindings(args.bind),
         baseline=not args.no_baseline,
         layout=args.layout,
+        conv=args.conv,
     )
     from .tuning import logstore
 
@@ -613,7 +619,7 @@ def cmd_bench(args) -> int:
         target=args.target, against=tuple(a for a in against.split(",") if a),
         precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
         max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
-        use_logs=not args.no_logs, db=args.db, layout=args.layout, rounds=args.rounds,
+        use_logs=not args.no_logs, db=args.db, layout=args.layout, conv=args.conv, rounds=args.rounds,
     )
     say(f"benchmarking {args.model}: crosstune ({args.target}) against {', '.join(opts.against) or 'nothing'}")
     doc = bench(args.model, opts, sys.argv, say=stage)
@@ -778,6 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
+    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
@@ -817,6 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
+    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
@@ -879,6 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
+    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")

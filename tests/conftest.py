@@ -82,6 +82,7 @@ def model_dir(tmp_path_factory) -> Path:
     onnx.save(models.matmul_net(), d / "matmul.onnx")
     onnx.save(models.embedding_net(), d / "embedding.onnx")
     onnx.save(models.unsupported_net(), d / "unsupported.onnx")
+    onnx.save(models.winograd_net(), d / "winograd.onnx")
     return d
 
 

@@ -52,6 +52,30 @@ def conv_net(batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, [x], [y], inits, "conv_net")
 
 
+def winograd_net(seed: int = 0) -> onnx.ModelProto:
+    """3x3 stride-1 convolutions that Winograd F(4x4, 3x3) takes (16 and 24 channels, on a 14x14 map:
+    not a multiple of the 4x4 tile, as in ResNet-50's last two stages), one with a bias, a residual
+    add and ReLUs after them, and a strided 3x3 and an 8-channel one that stay direct."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        _w(rng, "a_w", 24, 16, 3, 3), _w(rng, "a_b", 24, scale=0.1),
+        _w(rng, "b_w", 16, 24, 3, 3),
+        _w(rng, "s_w", 8, 16, 3, 3), _w(rng, "t_w", 8, 8, 3, 3),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "a_w", "a_b"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ra"]),
+        helper.make_node("Conv", ["ra", "b_w"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["b", "x"], ["res"]),
+        helper.make_node("Relu", ["res"], ["rb"]),
+        helper.make_node("Conv", ["rb", "s_w"], ["s"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["s", "t_w"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 14, 14])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 7, 7])
+    return _model(nodes, [x], [y], inits, "winograd_net")
+
+
 def matmul_net(k: int = 512, seed: int = 0) -> onnx.ModelProto:
     """MatMul + bias + GELU-free MLP + Softmax, with two outputs (one of them integer)."""
     rng = np.random.default_rng(seed)

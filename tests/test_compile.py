@@ -342,3 +342,79 @@ def test_layout_choice_counts_kernels_left_without_records():
     # no records in the other layout: the target's
     assert prefer_layout({"NHWC": (0, 29, 0.0), "NCHW": (0, 28, 0.0)}, "NHWC")[0] == "NHWC"
     assert prefer_layout({"NCHW": (0, 28, 0.0), "NHWC": (3, 29, 1e-3)}, "NCHW")[0] == "NHWC"
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_winograd_convolutions_agree_with_onnxruntime(model_dir, tmp_path, layout):
+    """--conv winograd builds the 3x3 stride-1 convolutions with 16+ channels as Winograd F(4x4, 3x3)
+    on a 14x14 map (not whole 4x4 tiles: TVM's own NCHW form reads past its input there), with the
+    bias, residual add and ReLU fused into their kernels, and the kernel transform run once at
+    compile time: no kernel of the package transforms weights, and the package holds transformed
+    weights (6x6 per filter instead of 3x3)."""
+    from crosstune import targets
+    from crosstune.compile import pipeline, relax_import
+
+    out = tmp_path / "w.ctm"
+    proc = run_cli("compile", model_dir / "winograd.onnx", "--target", "host", "--conv", "winograd", "--layout", layout,
+                   "-o", out, "--verify", check=0)
+    assert f"  convolutions: {layout}, 3x3 as Winograd F(4x4, 3x3)\n" in proc.stdout, proc.stdout
+    assert "PASSED" in proc.stdout
+    meta = json.loads(zipfile.ZipFile(out).read("metadata.json"))
+    assert meta["build"]["conv"] == "winograd" and meta["build"]["layout"] == layout
+    assert meta["weights"]["transformed"]
+    # two Winograd kernels (a: 16->24 with bias and ReLU; b: 24->16 with the residual add and ReLU)
+    _, rm = relax_import.load_and_import(model_dir / "winograd.onnx", {}, {})
+    names = [gv.name_hint for gv in pipeline.workloads(rm.mod, targets.get("host"), "fp32", f"{layout}+winograd").functions]
+    wino = sorted(n for n in names if "winograd" in n)
+    assert len(wino) == 2 and any("relu" in n and "add" in n for n in wino), names
+    assert not any("weight_transform" in n for n in names), names
+    direct = [gv.name_hint for gv in pipeline.workloads(rm.mod, targets.get("host"), "fp32", layout).functions]
+    assert not any("winograd" in n for n in direct)
+
+
+def test_winograd_weights_are_transformed_once_and_outputs_match_direct(model_dir):
+    """The Winograd build and the direct build of the same model give the same outputs within fp32
+    rounding, and the Winograd kernels take 6x6 transformed filters."""
+    import tvm
+    from tvm import relax
+
+    from crosstune import targets
+    from crosstune.compile import pipeline, relax_import
+
+    _, rm = relax_import.load_and_import(model_dir / "winograd.onnx", {}, {})
+    target = targets.get("x86-avx2")
+    x = np.random.default_rng(3).standard_normal((1, 16, 14, 14)).astype(np.float32)
+    outs, shapes = {}, {}
+    for form in ("NCHW", "NCHW+winograd"):
+        built = pipeline.build(rm.mod, rm.weights, target, layout=form)
+        vm = relax.VirtualMachine(built.executable, tvm.cpu())
+        outs[form] = vm["main"](tvm.runtime.tensor(x), *built.weights).numpy()
+        shapes[form] = sorted(tuple(int(d) for d in w.shape) for w in built.weights)
+    assert (6, 6, 16, 24) in shapes["NCHW+winograd"] and (6, 6, 24, 16) in shapes["NCHW+winograd"]
+    assert not any(len(s) == 4 and s[:2] == (6, 6) for s in shapes["NCHW"])
+    ref = _ort(model_dir / "winograd.onnx", {"x": x})["y"]
+    for form, y in outs.items():
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4, err_msg=form)
+
+
+def test_winograd_needs_a_convolution_it_can_take(model_dir, tmp_path):
+    """conv.onnx's convolutions have 3 and 8 channels, or stride 2: --conv winograd says so."""
+    assert_user_error(run_cli("compile", model_dir / "conv.onnx", "--target", "host", "--conv", "winograd",
+                              "-o", tmp_path / "x.ctm"), "--conv winograd", "3x3 stride-1")
+    assert not (tmp_path / "x.ctm").exists()
+
+
+def test_form_choice_weighs_winograd_against_direct_convolutions():
+    """The store decides among the layouts and algorithms it has records for: fewer kernels without
+    records first, then the smaller sum of stored times."""
+    from crosstune.compile.pipeline import prefer_layout
+
+    seen = {"NHWC": (29, 29, 58e-3), "NCHW": (0, 28, 0.0), "NHWC+winograd": (29, 29, 41e-3),
+            "NCHW+winograd": (0, 28, 0.0)}
+    form, why = prefer_layout(seen, "NHWC")
+    assert form == "NHWC+winograd" and "41 ms against 58 ms" in why and "Winograd" in why
+    # a Winograd form with kernels left untuned loses to a fully tuned direct one
+    assert prefer_layout({**seen, "NHWC+winograd": (25, 29, 20e-3)}, "NHWC")[0] == "NHWC"
+    # nothing but NCHW records: NCHW, direct
+    assert prefer_layout({"NHWC": (0, 29, 0.0), "NCHW": (28, 28, 9e-3), "NHWC+winograd": (1, 29, 1e-3),
+                          "NCHW+winograd": (1, 28, 1e-3)}, "NHWC")[0] == "NCHW"

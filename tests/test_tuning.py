@@ -668,6 +668,27 @@ def test_convolution_layout_follows_the_stored_records(model_dir, tmp_path):
     assert start_line(again.stdout)[:2] == (tasks, tasks)  # every task already at its budget
 
 
+def test_winograd_is_tuned_and_then_chosen_from_the_stored_records(model_dir, tmp_path):
+    """`tune --conv winograd` tunes the Winograd kernels (MetaSchedule's winograd data-pack and
+    inverse rules, a multi-level-tiled batched GEMM); a compile told nothing then builds the
+    Winograd form, the one whose kernels the store covers, and agrees with ONNX Runtime; tuning
+    again goes on in it."""
+    model, store = model_dir / "winograd.onnx", tmp_path / "s"
+    proc = run_cli("tune", model, *FAST, "--trials-per-task", 2, "--conv", "winograd", "--db", store, check=0)
+    assert "convolutions of winograd in NHWC, 3x3 as Winograd F(4x4, 3x3)" in proc.stdout, proc.stdout
+    tasks = start_line(proc.stdout)[0]
+    # TASK USES TRIALS NEW FAILED BEST STATUS: both Winograd kernels measured
+    rows = re.findall(r"^(fused_conv2d_winograd\w*)\s+1\s+2\s+2\s+(\d+)\s+[\d.]+ [mu]?s", proc.stdout, re.MULTILINE)
+    assert len(rows) == 2 and all(int(f) < 2 for _, f in rows), proc.stdout
+    built = run_cli("compile", model, "--target", "host", "--db", store, "-o", tmp_path / "w.ctm", "--verify", check=0)
+    assert re.search(rf"convolutions: NHWC, 3x3 as Winograd F\(4x4, 3x3\) \(the store's: records for {tasks} of "
+                     rf"its {tasks} kernels in NHWC, 3x3 as Winograd", built.stdout), built.stdout
+    assert "PASSED" in built.stdout
+    assert json.loads(zipfile.ZipFile(tmp_path / "w.ctm").read("metadata.json"))["build"]["conv"] == "winograd"
+    again = run_cli("tune", model, *FAST, "--trials-per-task", 2, "--db", store, check=0)
+    assert "3x3 as Winograd" in again.stdout and start_line(again.stdout)[:2] == (tasks, tasks)
+
+
 def test_target_whose_code_this_cpu_cannot_run_is_a_user_error(model_dir, tmp_path):
     """Tuning for a CPU class newer than this one (AVX-512 or AMX code on an AVX2 machine) is refused
     with one line before anything is built: every candidate would otherwise die with SIGILL and be

@@ -43,6 +43,7 @@ class BenchOptions:
     use_logs: bool = True
     db: str | None = None
     layout: str | None = None  # crosstune's convolution layout (None: the target's)
+    conv: str | None = None  # crosstune's 3x3 convolutions: direct, winograd (None: the store's, else direct)
 
 
 @dataclass
@@ -168,13 +169,15 @@ def _crosstune_slots(model, o: BenchOptions, target, tmp: Path, say, entry):
         try:
             res = _compile.compile_model(model, _compile.CompileOptions(
                 target=o.target, output=str(tmp / f"model-{precision}.ctm"), input_shapes=o.input_shapes,
-                use_logs=o.use_logs, db=o.db, precision=precision, layout=o.layout))
+                use_logs=o.use_logs, db=o.db, precision=precision, layout=o.layout,
+                conv=o.conv if precision == "fp32" else None))
         except Exception as err:  # noqa: BLE001 - one precision failing leaves the others
             first_error = first_error or err
             slot.entry = entry(slot, "failed", _line(err))
             continue
         info = info or res.info
-        slot.tuning = results.tuning_info(res.info.build.get("tuning"), layout=res.info.build.get("layout"))
+        slot.tuning = results.tuning_info(res.info.build.get("tuning"), layout=res.info.build.get("layout"),
+                                          conv=res.info.build.get("conv"))
         try:
             slot.engine = CrosstuneEngine(load(res.package), precision)
         except Exception as err:  # noqa: BLE001 - built but cannot run here (no GPU, say)

@@ -40,6 +40,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     pipeline.check_precision(target, options.precision)
     if options.layout is not None:
         pipeline.check_layout(options.layout)
+    if options.conv is not None:
+        pipeline.check_conv(options.conv)
     board = None
     if options.verify and (options.rpc or options.key):
         from ..rpc import parse_address
@@ -76,12 +78,14 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
             db_label, db_problems = str(store.path), index.problems
             default_faster = frozenset(index.default_wins())
     with native_stderr_captured([]):
-        layout, layout_why = pipeline.resolve_layout(relax_model.mod, target, [options.precision],
-                                                     index if database is not None else None, options.layout)
+        form, layout_why = pipeline.resolve_layout(relax_model.mod, target, [options.precision],
+                                                   index if database is not None else None, options.layout,
+                                                   options.conv)
+    layout, conv = pipeline.split_form(form)
     native_log: list[str] = []
     with native_stderr_captured(native_log):
         built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label,
-                               precision=options.precision, default_faster=default_faster, layout=layout)
+                               precision=options.precision, default_faster=default_faster, layout=form)
     executable, weights_out = built.executable, built.weights
     tuning = None
     if built.coverage is not None:
@@ -123,7 +127,8 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
                 or any(a is not b for a, b in zip(weights_out, relax_model.weights)),
             },
             build={"seconds": {k: round(v, 3) for k, v in timings.items()}, "tuning": tuning,
-                   "precision": options.precision, "layout": layout, "layout_reason": layout_why},
+                   "precision": options.precision, "layout": layout,
+                   "conv": conv if layout and options.precision == "fp32" else None, "layout_reason": layout_why},
         )
         package.write(out, info, lib, weights)
     timings["link_s"] = time.perf_counter() - t

@@ -26,6 +26,8 @@ class CompileOptions:
     layout: data layout of the 2-D convolutions, "NCHW" (as imported) or "NHWC" (channels-last);
         None: the layout the store's records cover the model better in, else the target preset's
         (`layout` key, NHWC where it has none); see `pipeline.resolve_layout`.
+    conv: how 3x3 stride-1 convolutions are computed, "direct" or "winograd" (F(4x4, 3x3), fp32);
+        None: the one the store's records cover the model better in (with `layout`), else direct.
     bindings: {input name: numpy value}: these model inputs become constants of the given values
         (`--bind NAME=FILE.npy`), for inputs TVM needs as constants (axes, sizes, k, ...); the
         package no longer takes them.
@@ -45,6 +47,7 @@ class CompileOptions:
     precision: str = "fp32"
     bindings: dict[str, Any] = field(default_factory=dict)
     layout: str | None = None
+    conv: str | None = None
 
     def __post_init__(self):
         self.input_shapes = {

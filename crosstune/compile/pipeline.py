@@ -40,6 +40,27 @@ PRECISIONS = ("fp32", "fp16")
 # coalesced loads into tensor-core tiles on GPUs come from that axis instead of from rows of 7 or 14
 # pixels. The model's inputs and outputs keep their layout (one transpose at each end).
 LAYOUTS = ("NCHW", "NHWC")
+# How 3x3 stride-1 convolutions are computed: directly, or as Winograd F(4x4, 3x3) (compile/winograd.py:
+# 4x fewer multiply-adds, fp32 builds only). A build's "form" is its layout with "+winograd" where
+# its convolutions are Winograd: "NHWC", "NCHW+winograd", ...
+CONVS = ("direct", "winograd")
+WINOGRAD = "+winograd"
+
+
+def split_form(form: str | None) -> tuple[str | None, str]:
+    """(layout, conv) of a build form ("NHWC+winograd" -> ("NHWC", "winograd"))."""
+    if form is None:
+        return None, "direct"
+    if form.endswith(WINOGRAD):
+        return form[: -len(WINOGRAD)], "winograd"
+    return form, "direct"
+
+
+def describe_form(form: str | None) -> str:
+    layout, conv = split_form(form)
+    if layout is None:
+        return ""
+    return layout + (", 3x3 as Winograd F(4x4, 3x3)" if conv == "winograd" else "")
 
 
 @dataclass
@@ -98,6 +119,13 @@ def check_layout(layout: str) -> None:
         raise UserError(f"unknown layout '{layout}'; known: {', '.join(LAYOUTS)}")
 
 
+def check_conv(conv: str) -> None:
+    from ..errors import UserError
+
+    if conv not in CONVS:
+        raise UserError(f"unknown convolution algorithm '{conv}'; known: {', '.join(CONVS)}")
+
+
 def _convert_layout(mod, layout: str):
     from tvm import relax
 
@@ -119,28 +147,47 @@ def layout_problem(mod, layout: str) -> str | None:
     return None
 
 
-def resolve_layout(mod, target: Target, precisions, index=None, given: str | None = None) -> tuple[str | None, str]:
-    """The convolution layout of a build and why: `given` (--layout), else `choose_layout` over the
-    store's `index` (a logstore.Index, None: no store), else the target's. None for a model without
-    2-D convolutions. A model TVM cannot convert to NHWC stays NCHW (an error when NHWC was given)."""
+def resolve_layout(mod, target: Target, precisions, index=None, given: str | None = None,
+                   conv: str | None = None) -> tuple[str | None, str]:
+    """The form of a build's convolutions (layout, "+winograd" where they are Winograd: see
+    `split_form`) and why. The layout is `given` (--layout) and the algorithm `conv` (--conv) where
+    told; what is not told `choose_layout` picks over the store's `index` (a logstore.Index, None: no
+    store), else the target's (`layout`, direct convolutions). None for a model without 2-D
+    convolutions. A model TVM cannot convert to NHWC stays NCHW (an error when NHWC was given);
+    Winograd needs fp32 3x3 stride-1 convolutions (an error when --conv winograd finds none)."""
     from ..errors import UserError
 
     if given is not None:
         check_layout(given)
+    if conv is not None:
+        check_conv(conv)
     if not has_conv2d(mod):
         return None, ""
-    wanted = given or target.layout
     problem = layout_problem(mod, "NHWC") if (given or "NHWC") == "NHWC" else None
     if problem and given:
         raise UserError(f"--layout NHWC: TVM's ConvertLayout cannot convert this model ({problem}); "
                         "build it with --layout NCHW")
-    if problem:
-        return "NCHW", f"TVM's ConvertLayout cannot convert it to NHWC: {problem}"
-    if given:
-        return given, "given"
+    winograd_ok = _winograd_applies(mod, precisions)
+    if conv == "winograd" and not winograd_ok:
+        raise UserError("--conv winograd: the model has no float32 3x3 stride-1 convolution with at least "
+                        "16 channels" + (" (fp16 builds keep direct convolutions)" if "fp32" not in precisions else ""))
+    layouts = ["NCHW"] if problem else [given] if given else [target.layout, *[x for x in LAYOUTS if x != target.layout]]
+    convs = [conv] if conv else ["direct", "winograd"] if winograd_ok else ["direct"]
+    forms = [lay + (WINOGRAD if c == "winograd" else "") for lay in layouts for c in convs]
+    if len(forms) == 1:
+        return forms[0], (f"TVM's ConvertLayout cannot convert it to NHWC: {problem}" if problem else "given")
     if index is not None and index.records:
-        return choose_layout(mod, target, precisions, index)
-    return wanted, "the target's"
+        form, why = choose_layout(mod, target, precisions, index, forms)
+        return form, (f"TVM's ConvertLayout cannot convert it to NHWC: {problem}; " + why) if problem else why
+    if problem:
+        return forms[0], f"TVM's ConvertLayout cannot convert it to NHWC: {problem}"
+    return forms[0], "given" if given or conv else "the target's"
+
+
+def _winograd_applies(mod, precisions) -> bool:
+    from . import winograd
+
+    return "fp32" in list(precisions) and winograd.count_eligible(mod) > 0
 
 
 def has_conv2d(mod) -> bool:
@@ -158,16 +205,31 @@ def has_conv2d(mod) -> bool:
     return bool(found)
 
 
-def relayout(mod, weights, target: Target, layout: str = "NCHW"):
-    """Stage 0: the model with its 2-D convolutions in `layout` (`ConvertLayout`; kernels OHWI for
-    NHWC), and the weights that it then takes: the weight transposes (and those of the biases
-    broadcast along channels) are lifted out and run once here, on the host, so they are neither
-    kernels of the deployed module nor tuning workloads. `weights=None` (tuning: shapes only) skips
-    running them. Returns (module, weights)."""
-    if layout is None or layout == "NCHW" or not has_conv2d(mod):  # None: a model without any
+def relayout(mod, weights, target: Target, layout: str = "NCHW", precision: str = "fp32"):
+    """Stage 0: the model with its 2-D convolutions in the build's form (`split_form`): in its
+    layout (`ConvertLayout`; kernels OHWI for NHWC), and, for "+winograd" forms of fp32 builds, its
+    3x3 stride-1 convolutions as Winograd (compile/winograd.py). The weights that it then takes: the
+    weight transposes (and those of the biases broadcast along channels) and the Winograd kernel
+    transforms are lifted out and run once here, on the host, so they are neither kernels of the
+    deployed module nor tuning workloads. `weights=None` (tuning: shapes only) skips running them.
+    Returns (module, weights)."""
+    layout, conv = split_form(layout)
+    if layout is None or not has_conv2d(mod):  # None: a model without any
         return mod, weights
     check_layout(layout)
-    mod = _convert_layout(mod, layout)
+    if layout != "NCHW":
+        mod, weights = _lift_weight_ops(_convert_layout(mod, layout), weights, target)
+    if conv == "winograd" and precision == "fp32":
+        from . import winograd
+
+        mod, _ = winograd.rewrite(mod)
+        mod, weights = _lift_weight_ops(mod, weights, target)
+    return mod, weights
+
+
+def _lift_weight_ops(mod, weights, target: Target):
+    """`mod` without its weight-only computations, and the weights they make (run here, on the
+    host; `weights=None`: shapes only)."""
     lifted = lift(mod, target)
     if weights is not None:
         weights = transform_weights(lifted, weights)
@@ -288,7 +350,7 @@ def lift(prepared, target: Target):
 
 def workloads(mod, target: Target, precision: str = "fp32", layout: str = "NCHW"):
     """The module whose PrimFuncs are the tuning workloads of `mod` for `target`."""
-    mod, _ = relayout(mod, None, target, layout)
+    mod, _ = relayout(mod, None, target, layout, precision)
     prepared = prepare(mod, target, precision)
     if target.device == "cuda":
         return main_only(lift(prepared, target))
@@ -303,19 +365,21 @@ def workload_hash(task) -> str:
     return ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()[0]
 
 
-def choose_layout(mod, target: Target, precisions, index) -> tuple[str, str]:
-    """The convolution layout of a build that was not told one, and why. The store (`index`, a
-    logstore.Index) decides where it covers the model in one layout better than in the other: the
-    layout that leaves fewer of the model's kernels without records, or, where both leave out as
-    many, the one whose stored best times add up to less (each kernel's time x its launches). Otherwise the target's
-    (`layout` preset key). So a model tuned before a target's layout changed keeps its records, and
-    one tuned in both layouts is built in the faster."""
+def choose_layout(mod, target: Target, precisions, index, forms=None) -> tuple[str, str]:
+    """The form (layout, algorithm: see `split_form`) of a build that was not told one, and why,
+    among `forms` (default: both layouts, direct convolutions; the first is the default). The
+    store (`index`, a logstore.Index) decides where it covers the model in one form better than in
+    the others: the form that leaves fewer of the model's kernels without records, or, where they
+    leave out as many, the one whose stored best times add up to less (each kernel's time x its
+    launches). Otherwise the default. So a model tuned before a target's layout changed keeps its
+    records, and one tuned in several forms is built in the fastest."""
     precisions = list(precisions)
+    forms = list(forms or (target.layout, *[x for x in LAYOUTS if x != target.layout]))
     seen: dict[str, tuple[int, int, float]] = {}
-    for layout in (target.layout, *[x for x in LAYOUTS if x != target.layout]):
+    for form in forms:
         covered, total, seconds = 0, 0, 0.0
         for p in precisions:
-            for t in extract_tasks(workloads(mod, target, p, layout), target):
+            for t in extract_tasks(workloads(mod, target, p, form), target):
                 total += 1
                 h = workload_hash(t)
                 best, default = index.best(h), index.default_seconds(h)
@@ -323,27 +387,40 @@ def choose_layout(mod, target: Target, precisions, index) -> tuple[str, str]:
                     covered += 1
                     times = [x for x in (best.seconds if best else None, default) if x is not None]
                     seconds += int(t.weight) * min(times) if times else 0.0
-        seen[layout] = (covered, total, seconds)
-    return prefer_layout(seen, target.layout)
+        seen[form] = (covered, total, seconds)
+    return prefer_layout(seen, forms[0])
 
 
 def prefer_layout(seen: dict[str, tuple[int, int, float]], target_layout: str) -> tuple[str, str]:
-    """`choose_layout`'s decision over each layout's (kernels with records, kernels, stored seconds).
-    The layouts' kernel counts can differ (NHWC adds a transpose at each end of a model, NCHW a
-    reshape), so the one with fewer kernels *without* records wins; where both leave out as many,
-    the one whose stored times add up to less; else the target's."""
-    alt = next(x for x in seen if x != target_layout)
-    own, other = seen[target_layout], seen[alt]
-    own_missing, other_missing = own[1] - own[0], other[1] - other[0]
-    if other[0] and (other_missing < own_missing or (other_missing == own_missing and 0 < other[2] < own[2])):
-        why = (f"the store's: records for {other[0]} of its {other[1]} kernels in {alt}, "
-               f"{own[0]} of {own[1]} in {target_layout}, the target's")
-        if other_missing == own_missing:
-            why += f"; stored times add up to {other[2] * 1e3:.3g} ms against {own[2] * 1e3:.3g} ms"
-        return alt, why
+    """`choose_layout`'s decision over each form's (kernels with records, kernels, stored seconds).
+    The forms' kernel counts can differ (NHWC adds a transpose at each end of a model, NCHW a
+    reshape), so the one with fewer kernels *without* records wins; where they leave out as many,
+    the one whose stored times add up to less; else the default (`target_layout`)."""
+    def missing(form):
+        return seen[form][1] - seen[form][0]
+
+    best = target_layout
+    for form in seen:
+        if form == best or not seen[form][0]:
+            continue
+        if missing(form) < missing(best) or (missing(form) == missing(best) and 0 < seen[form][2] < seen[best][2]):
+            best = form
+    own = seen[target_layout]
+    runner = min((f for f in seen if f != best), key=lambda f: (missing(f), seen[f][2] or float("inf")))
+    if best != target_layout:
+        why = (f"the store's: records for {seen[best][0]} of its {seen[best][1]} kernels in {describe_form(best)}, "
+               f"{own[0]} of {own[1]} in {describe_form(target_layout)}, the target's")
+        if missing(best) == missing(target_layout):
+            why += f"; stored times add up to {seen[best][2] * 1e3:.3g} ms against {own[2] * 1e3:.3g} ms"
+        elif runner != target_layout and missing(runner) == missing(best) and seen[runner][0]:
+            why += (f"; {describe_form(runner)}: stored times add up to {seen[runner][2] * 1e3:.3g} ms "
+                    f"against {seen[best][2] * 1e3:.3g} ms")
+        return best, why
     why = f"the target's; records for {own[0]} of its {own[1]} kernels"
-    if own[0] and other[0] and own_missing == other_missing:
-        why += f", {other[0]} of {other[1]} in {alt}; stored times add up to {own[2] * 1e3:.3g} ms against {other[2] * 1e3:.3g} ms"
+    other = seen[runner]
+    if own[0] and other[0] and missing(target_layout) == missing(runner):
+        why += (f", {other[0]} of {other[1]} in {describe_form(runner)}; stored times add up to "
+                f"{own[2] * 1e3:.3g} ms against {other[2] * 1e3:.3g} ms")
     return target_layout, why
 
 
@@ -479,7 +556,7 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
     launches every kernel from the host (what a per-kernel profile of the VM needs)."""
     import tvm
 
-    mod, weights = relayout(mod, weights, target, layout)
+    mod, weights = relayout(mod, weights, target, layout, precision)
     prepared = prepare(mod, target, precision)
     weights = _weights_as_declared(prepared, weights)
     if target.device == "cuda":

@@ -113,12 +113,15 @@ def model_info(info: "PackageInfo", inputs: dict[str, Any] | None = None) -> dic
 
 
 def tuning_info(coverage: dict[str, Any] | None, trials: int | None = None,
-                layout: str | None = None) -> dict[str, Any]:
+                layout: str | None = None, conv: str | None = None) -> dict[str, Any]:
     """A crosstune engine's tuning state from a package's `build["tuning"]` (None: compiled
     without records, every kernel on TVM's default schedule). `trials` is what the store holds
     for the model's kernels, when the caller counted them; `layout` its convolutions' layout
-    (`build["layout"]`; None for a model without any, or a package from before layouts)."""
+    (`build["layout"]`; None for a model without any, or a package from before layouts), `conv`
+    how its 3x3 convolutions are computed (`build["conv"]`: direct, winograd)."""
     extra = {"layout": layout} if layout else {}
+    if layout and conv:
+        extra["conv"] = conv
     if coverage is None:
         return {"logs": None, "tasks": None, "covered": 0, "trials": 0, "records": None, **extra}
     return {"logs": coverage.get("database") or None, "tasks": coverage.get("tasks"),
@@ -247,7 +250,7 @@ def run_document(info: "PackageInfo", stats: "LatencyStats", *, inputs: dict[str
         "crosstune", f"crosstune {info.crosstune_version}, TVM {info.tvm_version}", precision_of(info), stats,
         emulated=bool(board and board.get("emulated")),
         threads=int(threads) if threads and threads.isdigit() else None,
-        tuning=tuning_info(info.build.get("tuning"), layout=info.build.get("layout")),
+        tuning=tuning_info(info.build.get("tuning"), layout=info.build.get("layout"), conv=info.build.get("conv")),
     )
     machine = None
     if board:  # timed on the board, not on this machine: describe the board as far as it is known

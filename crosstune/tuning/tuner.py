@@ -56,6 +56,7 @@ class TuneOptions:
     baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
     layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the store's, else the target's
+    conv: str | None = None  # 3x3 stride-1 convolutions: direct, winograd; None: the store's, else direct
 
 
 @dataclass
@@ -136,6 +137,8 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         pipeline.check_precision(target, precision)
     if options.layout is not None:
         pipeline.check_layout(options.layout)
+    if options.conv is not None:
+        pipeline.check_conv(options.conv)
     _check_measurable(target, options)
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     store = logstore.store_for(target, options.db)
@@ -146,10 +149,10 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         src, relax_model = relax_import.load_and_import(m, options.input_shapes, options.bindings)
         stage("extract")
         # a model tuned before in the other layout goes on in it (what compile then picks too)
-        layout, why = pipeline.resolve_layout(relax_model.mod, target, precisions, index, options.layout)
+        layout, why = pipeline.resolve_layout(relax_model.mod, target, precisions, index, options.layout, options.conv)
         if layout:
             layouts[src.name] = layout
-            stage(f"convolutions of {src.name} in {layout}" + (f" ({why})" if why.startswith("TVM") else ""))
+            stage(f"convolutions of {src.name} in {pipeline.describe_form(layout)}" + (f" ({why})" if why.startswith("TVM") else ""))
         for precision in precisions:
             prepared = pipeline.workloads(relax_model.mod, target, precision, layout)
             found = pipeline.extract_tasks(prepared, target)

@@ -1,0 +1,245 @@
+"""Winograd convolution: 3x3 stride-1 convolutions as F(4x4, 3x3) transforms around a batched GEMM.
+
+A direct 3x3 convolution computes 9 multiply-adds per output and input channel; Winograd's minimal
+filtering F(m x m, 3 x 3) computes a tile of m x m outputs from (m+2) x (m+2) inputs with (m+2)^2
+element-wise products in a transformed domain: 36 instead of 144 for m = 4, 4x fewer. The products
+of all tiles and channels form 36 independent GEMMs (`bgemm`), which MetaSchedule tiles like any
+matrix product; the input transform (`data_pack`) and the output transform (`inverse`) are cheap,
+memory-bound stages with their own schedule rules in TVM (`conv2d_{nchw,nhwc}_winograd_data_pack`,
+`..._inverse`, for CPUs and CUDA). cuDNN and oneDNN pick Winograd for the same convolutions.
+
+TVM 0.27 ships the compute (`topi.nn.conv2d_winograd_nchw/nhwc`) but no Relax path to it, and its
+forms with a pre-transformed kernel are broken or removed (NHWC raises "LEGACY-FLOW"; NCHW reads
+past its padded input when the output size is not a multiple of 4, as in ResNet's 14x14 and 7x7
+stages). This module has the same stages, with the same block names and schedule rules, padding
+the input to whole tiles, and the weight transform as its own function of the weight only, which
+the build pipeline lifts out and runs once on the host (the deployed module holds transformed
+weights; nothing is transformed per inference).
+
+`rewrite` replaces every eligible `relax.nn.conv2d` of a model: a weight parameter of shape
+(CO, CI, 3, 3) (OIHW, NCHW data) or (CO, 3, 3, CI) (OHWI, NHWC data), stride 1, dilation 1, one
+group, float32. fp16 builds keep direct convolutions: the transforms lose too many bits in fp16,
+and tensor cores already run the direct form.
+"""
+
+from __future__ import annotations
+
+TILE = 4          # m of F(m x m, 3 x 3); alpha = m + 2 = 6
+# A convolution with fewer input or output channels than this stays direct: its GEMMs are too thin
+# to gain from 4x fewer multiply-adds what the transforms cost.
+MIN_CHANNELS = 16
+# op_pattern of the convolution kernel: kOutEWiseFusable, as TVM's own convolutions are, so the bias
+# add, residual add and ReLU after it fuse into its output stage.
+_OUT_EWISE_FUSABLE = 4
+
+
+def _matrices(dtype: str):
+    from tvm.topi.nn.winograd_util import winograd_transform_matrices
+
+    return winograd_transform_matrices(TILE, 3, str(dtype))
+
+
+def weight_transform(kernel, layout: str):
+    """The transformed kernel (alpha, alpha, CI, CO) for NCHW or (alpha, alpha, CO, CI) for NHWC,
+    from an OIHW or OHWI kernel: G w G^T for every (output, input) channel pair."""
+    from tvm import te
+
+    alpha = TILE + 2
+    _, _, G = _matrices(kernel.dtype)
+    kh = te.reduce_axis((0, 3), name="r_kh")
+    kw = te.reduce_axis((0, 3), name="r_kw")
+    if layout == "NCHW":
+        co_, ci_ = int(kernel.shape[0]), int(kernel.shape[1])
+        return te.compute(
+            (alpha, alpha, ci_, co_),
+            lambda eps, nu, ci, co: te.sum(kernel[co, ci, kh, kw] * G[eps, kh] * G[nu, kw], axis=[kh, kw]),
+            name="winograd_kernel_pack")
+    co_, ci_ = int(kernel.shape[0]), int(kernel.shape[3])
+    return te.compute(
+        (alpha, alpha, co_, ci_),
+        lambda eps, nu, co, ci: te.sum(kernel[co, kh, kw, ci] * G[eps, kh] * G[nu, kw], axis=[kh, kw]),
+        name="winograd_kernel_pack")
+
+
+def conv2d_nchw(data, kernel_pack, padding, out_dtype: str):
+    """Winograd F(4x4, 3x3) convolution of NCHW `data` with a transformed (alpha, alpha, CI, CO)
+    kernel; `padding` is (top, left, bottom, right). TVM's `_conv2d_winograd_nchw_impl` with the
+    input padded to whole tiles."""
+    from tvm import te, topi
+
+    N, CI, H, W = (int(x) for x in data.shape)
+    alpha, _, _, CO = (int(x) for x in kernel_pack.shape)
+    m = TILE
+    pt, pl, pb, pr = padding
+    A, B, _ = _matrices(out_dtype)
+    OH, OW = H + pt + pb - 2, W + pl + pr - 2
+    nH, nW = (OH + m - 1) // m, (OW + m - 1) // m
+    P = N * nH * nW
+    # rows and columns past the last whole tile are zeros (TVM's NCHW form reads past its buffer)
+    eb, er = nH * m + 2 - (H + pt + pb), nW * m + 2 - (W + pl + pr)
+    data_pad = topi.nn.pad(data, (0, 0, pt, pl), (0, 0, pb + eb, pr + er), name="data_pad")
+    input_tile = te.compute(
+        (CI, P, alpha, alpha),
+        lambda ci, p, eps, nu: data_pad[p // (nH * nW), ci, ((p // nW) % nH) * m + eps, (p % nW) * m + nu],
+        name="input_tile", attrs={"schedule_rule": "None"})
+    ra = te.reduce_axis((0, alpha), "r_a")
+    rb = te.reduce_axis((0, alpha), "r_b")
+    data_pack = te.compute(
+        (alpha, alpha, CI, P),
+        lambda eps, nu, ci, p: te.sum(input_tile[ci, p, ra, rb] * B[ra, eps] * B[rb, nu], axis=[ra, rb]),
+        name="data_pack", attrs={"schedule_rule": "conv2d_nchw_winograd_data_pack"})
+    rc = te.reduce_axis((0, CI), name="ci")
+    bgemm = te.compute(
+        (alpha, alpha, CO, P),
+        lambda eps, nu, co, p: te.sum(data_pack[eps, nu, rc, p] * kernel_pack[eps, nu, rc, co], axis=[rc]),
+        name="bgemm", attrs={"layout_free_placeholders": [kernel_pack]})
+    ra = te.reduce_axis((0, alpha), "r_a")
+    rb = te.reduce_axis((0, alpha), "r_b")
+    inverse = te.compute(
+        (CO, P, m, m),
+        lambda co, p, vh, vw: te.sum(bgemm[ra, rb, co, p] * A[ra, vh] * A[rb, vw], axis=[ra, rb]),
+        name="inverse", attrs={"schedule_rule": "conv2d_nchw_winograd_inverse"})
+    return te.compute(
+        (N, CO, OH, OW),
+        lambda n, co, h, w: inverse[co, n * nH * nW + (h // m) * nW + (w // m), h % m, w % m],
+        name="conv2d_winograd")
+
+
+def conv2d_nhwc(data, kernel_pack, padding, out_dtype: str):
+    """Winograd F(4x4, 3x3) convolution of NHWC `data` with a transformed (alpha, alpha, CO, CI)
+    kernel; TVM's `_conv2d_winograd_nhwc_impl` with the kernel transformed ahead of time."""
+    from tvm import te, topi
+
+    N, H, W, CI = (int(x) for x in data.shape)
+    alpha, _, CO, _ = (int(x) for x in kernel_pack.shape)
+    m = TILE
+    pt, pl, pb, pr = padding
+    A, B, _ = _matrices(out_dtype)
+    OH, OW = H + pt + pb - 2, W + pl + pr - 2
+    nH, nW = (OH + m - 1) // m, (OW + m - 1) // m
+    P = N * nH * nW
+    eb, er = nH * m + 2 - (H + pt + pb), nW * m + 2 - (W + pl + pr)
+    data_pad = topi.nn.pad(data, (0, pt, pl, 0), (0, pb + eb, pr + er, 0), name="data_pad",
+                           attrs={"schedule_rule": "None"})
+    input_tile = te.compute(
+        (alpha, alpha, P, CI),
+        lambda eps, nu, p, ci: data_pad[p // (nH * nW), ((p // nW) % nH) * m + eps, (p % nW) * m + nu, ci],
+        name="input_tile", attrs={"schedule_rule": "None"})
+    ra = te.reduce_axis((0, alpha), "r_a")
+    rb = te.reduce_axis((0, alpha), "r_b")
+    data_pack = te.compute(
+        (alpha, alpha, P, CI),
+        lambda eps, nu, p, ci: te.sum(input_tile[ra, rb, p, ci] * B[ra, eps] * B[rb, nu], axis=[ra, rb]),
+        name="data_pack", attrs={"schedule_rule": "conv2d_nhwc_winograd_data_pack"})
+    rc = te.reduce_axis((0, CI), name="ci")
+    bgemm = te.compute(
+        (alpha, alpha, P, CO),
+        lambda eps, nu, p, co: te.sum(data_pack[eps, nu, p, rc] * kernel_pack[eps, nu, co, rc], axis=[rc]),
+        name="bgemm", attrs={"layout_free_placeholders": [kernel_pack],
+                             "meta_schedule.write_cache_level": [2]})
+    ra = te.reduce_axis((0, alpha), "r_a")
+    rb = te.reduce_axis((0, alpha), "r_b")
+    inverse = te.compute(
+        (m, m, P, CO),
+        lambda vh, vw, p, co: te.sum(bgemm[ra, rb, p, co] * A[ra, vh] * A[rb, vw], axis=[ra, rb]),
+        name="inverse", attrs={"schedule_rule": "conv2d_nhwc_winograd_inverse"})
+    return te.compute(
+        (N, OH, OW, CO),
+        lambda n, h, w, co: inverse[h % m, w % m, n * nH * nW + (h // m) * nW + (w // m), co],
+        name="conv2d_winograd")
+
+
+def eligible(call, weight_vars) -> str | None:
+    """The layout ("NCHW"/"NHWC") in which `call` (a relax.nn.conv2d) can run as Winograd, or None."""
+    attrs = call.attrs
+    data, kernel = call.args
+    if kernel not in weight_vars:
+        return None
+    if [int(x) for x in attrs.strides] != [1, 1] or [int(x) for x in attrs.dilation] != [1, 1]:
+        return None
+    if int(attrs.groups) != 1:
+        return None
+    out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
+    if str(data.ty.dtype) != "float32" or str(kernel.ty.dtype) != "float32" or out_dtype not in ("float32", "", "void"):
+        return None
+    layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
+    kshape = [int(x) for x in kernel.ty.shape] if kernel.ty.shape is not None else []
+    dshape = data.ty.shape
+    if dshape is None or len(kshape) != 4 or any(not isinstance(x, int) for x in _ints(dshape)):
+        return None
+    if layouts == ("NCHW", "OIHW", "NCHW") and kshape[2:] == [3, 3]:
+        co, ci = kshape[0], kshape[1]
+        layout = "NCHW"
+    elif layouts == ("NHWC", "OHWI", "NHWC") and kshape[1:3] == [3, 3]:
+        co, ci = kshape[0], kshape[3]
+        layout = "NHWC"
+    else:
+        return None
+    return layout if min(co, ci) >= MIN_CHANNELS else None
+
+
+def _ints(shape):
+    out = []
+    for x in shape:
+        try:
+            out.append(int(x))
+        except (TypeError, ValueError):
+            out.append(None)
+    return out
+
+
+def rewrite(mod):
+    """`main` with its eligible convolutions (see the module docstring) as Winograd: a weight
+    transform (a function of the weight only, for LiftTransformParams) and the transformed
+    convolution. Returns (module, number rewritten)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax import PyExprMutator, expr_functor
+
+    main = mod["main"]
+    n_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else len(main.params)
+    weight_vars = set(main.params[n_input:])
+    done = [0]
+
+    @expr_functor.mutator
+    class _Winograd(PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d"):
+                return call
+            layout = eligible(call, weight_vars)
+            if layout is None:
+                return call
+            data, kernel = call.args
+            pad = [int(x) for x in call.attrs.padding]
+            pad = pad * 2 if len(pad) == 2 else pad
+            done[0] += 1
+            packed = self.builder_.emit(self.builder_.call_te(
+                weight_transform, kernel, layout, primfunc_name_hint="winograd_weight_transform"))
+            conv = conv2d_nchw if layout == "NCHW" else conv2d_nhwc
+            return self.builder_.call_te(conv, data, packed, pad, "float32",
+                                         primfunc_name_hint="conv2d_winograd",
+                                         primfunc_attrs={"op_pattern": _OUT_EWISE_FUSABLE})
+
+    mutator = _Winograd(mod)
+    mutator.builder_.update_func(mod.get_global_var("main"), mutator.visit_expr(main))
+    return mutator.builder_.get(), done[0]
+
+
+def count_eligible(mod) -> int:
+    """How many of `main`'s convolutions `rewrite` would turn into Winograd."""
+    import tvm
+    from tvm import relax
+
+    main = mod["main"]
+    n_input = int(main.attrs["num_input"]) if main.attrs and "num_input" in main.attrs else len(main.params)
+    weight_vars = set(main.params[n_input:])
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d":
+            if eligible(expr, weight_vars):
+                found.append(expr)
+
+    relax.analysis.post_order_visit(main.body, visit)
+    return len(found)
