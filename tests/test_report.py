@@ -298,7 +298,7 @@ def test_committed_bench_results_are_the_converted_legacy_files():
 
 
 def test_report_of_the_committed_cpu_results(tmp_path):
-    files = sorted(BENCH.glob("*.results.json"))
+    files = sorted(BENCH.glob("cpu_*.results.json"))
     out = tmp_path / "cpu.md"
     run_cli("report", *files, "-o", out, check=0)
     md = out.read_text()
