@@ -298,7 +298,10 @@ def test_committed_bench_results_are_the_converted_legacy_files():
 
 
 def test_report_of_the_committed_cpu_results(tmp_path):
-    files = sorted(BENCH.glob("cpu_*.results.json"))
+    # The documents committed up to stop 23 (later sessions add their own runs, which would change
+    # the histories this test pins).
+    files = sorted(f for f in BENCH.glob("cpu_*.results.json")
+                   if json.loads(f.read_text())["created"] < "2026-12-04T20:00")
     out = tmp_path / "cpu.md"
     run_cli("report", *files, "-o", out, check=0)
     md = out.read_text()
