@@ -36,8 +36,10 @@ def stored_trials(onnx_path: Path, target) -> dict:
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
+    from crosstune.tuning.machines import records_machine
+
     store = logstore.store_for(target)
-    index = store.load()
+    index = store.load().view(records_machine(target))  # as compile reads it on this machine
     src = onnx_model.with_shapes(onnx_model.load(onnx_path), {})
     mod = relax_import.to_relax(src).mod
     layout, _ = pipeline.resolve_layout(mod, target, ["fp32"], index)  # what compile picks
@@ -121,13 +123,14 @@ def summary(docs: list[dict]) -> str:
     text = table(["MODEL", *[f"{n} ms" for n in NAMES], "BEST ORT/OV vs CROSSTUNE", "STORED TUNING"], lines)
     first = docs[0]
     machine = first["machine"]
+    kind = f" ({machine['cpu_id']})" if machine.get("cpu_id") else ""
     versions = {e["name"]: e["version"] for e in first["engines"]}
     disagree = [f"{d['model']['name']}/{e['name']}" for d in docs for e in d["engines"]
                 if e["agreement"] is not None and not e["agreement"]["passed"]]
     rounds = next(e["latency_ms"].get("rounds", 1) for e in first["engines"] if e["name"] == "crosstune")
     return (text + f"\nmedian latency, batch 1, {THREADS} threads per engine, timed in {rounds} rounds taking turns; "
             "ratio > 1 means crosstune is faster\n"
-            f"machine: {machine['cpu']}, {machine['cores']} cores ({first['target']['name']}); {first['created']}\n"
+            f"machine: {machine['cpu']}{kind}, {machine['cores']} cores ({first['target']['name']}); {first['created']}\n"
             f"versions: {versions}\n"
             f"engines whose outputs disagree with onnxruntime (rtol 1e-3, atol 1e-4): {', '.join(disagree) or 'none'}\n")
 
@@ -138,11 +141,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--max-seconds", type=float, default=20.0)
     ap.add_argument("--rounds", type=int, default=5, help="engines take turns being timed, in this many rounds")
+    ap.add_argument("--tag", help="appended to the results' file names (cpu_vs_peers-<preset>-<tag>.*)")
     args = ap.parse_args()
     from crosstune.targets import host
 
     docs = run_models(args.models, lambda name, work: bench_model(name, work, args.repeat, args.max_seconds, args.rounds))
-    stem = f"cpu_vs_peers-{host.detect().preset}"
+    stem = f"cpu_vs_peers-{host.detect().preset}" + (f"-{args.tag}" if args.tag else "")
     paths = write_documents(stem, docs)
     text = summary(docs)
     (RESULTS / f"{stem}.txt").write_text(text)

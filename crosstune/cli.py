@@ -261,6 +261,7 @@ def cmd_compile(args) -> int:
         atol=atol if args.atol is None else args.atol,
         use_logs=not args.no_logs,
         db=args.db,
+        tuned_on=args.tuned_on,
         rpc=args.rpc,
         key=args.key,
         precision=args.precision,
@@ -288,6 +289,23 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+def _records_from(tuning: dict) -> str:
+    """Which machines measured the applied records: "intel-6-143 (this machine) 25, amd-25-17 2"."""
+    counts = tuning.get("records_from") or {}
+    mine = tuning.get("preferred_machine")
+    if not counts or (len(counts) == 1 and "" in counts and not mine):
+        return ""
+    parts = []
+    for m, n in sorted(counts.items(), key=lambda kv: (kv[0] != mine, -kv[1], kv[0])):
+        label = m or "an unrecorded machine"
+        if m and m == mine:
+            from .targets.host import this_machine
+
+            label += " (this machine)" if m == this_machine().id else " (the machine asked for)"
+        parts.append(f"{label}: {n} kernel{'s' if n != 1 else ''}")
+    return "; ".join(parts)
+
+
 def _report_tuning(tuning, args, build: dict | None = None) -> None:
     layout = (build or {}).get("layout")
     if args.no_logs:
@@ -301,6 +319,9 @@ def _report_tuning(tuning, args, build: dict | None = None) -> None:
             f"{tuning['default_schedules']} on default schedules"
             + (f" ({tuning['default_faster']} of them measured faster than their records)"
                if tuning.get("default_faster") else ""))
+        origin = _records_from(tuning)
+        if origin:
+            say(f"  records measured on: {origin}")
     if layout:
         why = (build or {}).get("layout_reason")
         conv = (build or {}).get("conv")
@@ -416,6 +437,10 @@ def cmd_tune(args) -> int:
     store = logstore.store_for(target, opts.db)
     detected = f" (detected {target.detected})" if target.detected else ""
     say(f"tuning {', '.join(args.model)} for {target.name}{detected}; records go to {store.path}")
+    from .tuning.machines import measuring_machine
+
+    measurer = measuring_machine(target, opts.board)
+    say(f"  measuring machine: {measurer.name} ({measurer.id}); its own trials count toward each task's budget")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
               "workers": "starting build and measure workers",
               "defaults": "timing the default schedules of kernels at their budget"}
@@ -619,7 +644,8 @@ def cmd_bench(args) -> int:
         target=args.target, against=tuple(a for a in against.split(",") if a),
         precisions=tuple(p for p in args.precision.split(",") if p), repeat=args.repeat, warmup=args.warmup,
         max_seconds=args.max_seconds, threads=args.threads, seed=args.seed, input_shapes=_shapes(args.input_shape),
-        use_logs=not args.no_logs, db=args.db, layout=args.layout, conv=args.conv, rounds=args.rounds,
+        use_logs=not args.no_logs, db=args.db, tuned_on=args.tuned_on, layout=args.layout, conv=args.conv,
+        rounds=args.rounds,
     )
     say(f"benchmarking {args.model}: crosstune ({args.target}) against {', '.join(opts.against) or 'nothing'}")
     doc = bench(args.model, opts, sys.argv, say=stage)
@@ -788,6 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
+    s.add_argument("--tuned-on", metavar="MACHINE", help="prefer the tuning records measured on this machine kind (an id `crosstune logs show` lists, e.g. intel-6-143), or 'any' (the fastest stored time wins); default: this machine's when the code runs here")
     s.add_argument("--rpc", metavar="HOST:PORT", help="with --verify: verify on a board behind this RPC tracker")
     s.add_argument("--key", help="with --verify --rpc: the board key, e.g. rpi4")
     s.add_argument("--bind", action="append", metavar="NAME=FILE.npy",
@@ -829,7 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.set_defaults(func=cmd_tune)
 
-    s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export")
+    s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export, tag")
     lsub = s.add_subparsers(dest="logs_command", metavar="LOGS_COMMAND", required=True)
     lg = lsub.add_parser("list", help="stores per target: workloads, records, models")
     lg.add_argument("--root", help="logs root (default: the project's logs/ or $CROSSTUNE_LOGS)")
@@ -837,6 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg = lsub.add_parser("show", help="workloads of one store with their best records")
     lg.add_argument("store", help="target preset name or store folder")
     lg.add_argument("--model", help="only workloads tuned for this model")
+    lg.add_argument("--machine", help="read the store as compile does for this machine id: its records where a "
+                                      "workload has any (default: any, every record)")
     lg.add_argument("--root", help="logs root")
     lg.set_defaults(func=cmd_logs)
     lg = lsub.add_parser("merge", help="merge stores (from other machines or boards) into one")
@@ -844,7 +873,16 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--into", required=True, help="destination: target preset name or store folder")
     lg.add_argument("--root", help="logs root")
     lg.set_defaults(func=cmd_logs)
-    lg = lsub.add_parser("prune", help="keep the best K records per workload (drops failures)")
+    lg = lsub.add_parser("tag", help="name the machine that measured records that name none (older stores)")
+    lg.add_argument("store", help="target preset name or store folder")
+    lg.add_argument("--machine", required=True, help="machine id, as `crosstune tune` prints it (intel-6-143, amd-25-17)")
+    lg.add_argument("--name", help="a name for people (the CPU's model name)")
+    lg.add_argument("--since", help="only records measured at or after this UTC date-time (ISO: 2026-12-04T21:30)")
+    lg.add_argument("--until", help="only records measured before this UTC date-time")
+    lg.add_argument("--model", help="only records tuned for this model")
+    lg.add_argument("--root", help="logs root")
+    lg.set_defaults(func=cmd_logs)
+    lg = lsub.add_parser("prune", help="keep the best K records per workload and machine (drops failures)")
     lg.add_argument("store", help="target preset name or store folder")
     lg.add_argument("--keep", type=int, default=8, help="records kept per workload (default 8)")
     lg.add_argument("--root", help="logs root")
@@ -855,6 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--keep", type=int, default=1, help="records per workload (default 1)")
     lg.add_argument("--format", choices=["crosstune", "tvm"], default="crosstune", help="crosstune shard, or TVM's database_workload.json + database_tuning_record.json")
     lg.add_argument("--root", help="logs root")
+    lg.add_argument("--machine", help="only what a compile for this machine id reads (its records where a workload "
+                                      "has any, else the others'); default: every machine's best")
     lg.set_defaults(func=cmd_logs)
 
     s = sub.add_parser("run", help="run a .ctm package and time it")
@@ -902,6 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/)")
     s.add_argument("--no-logs", action="store_true", help="crosstune untuned (TVM's default schedules)")
+    s.add_argument("--tuned-on", metavar="MACHINE", help="prefer the tuning records measured on this machine kind (an id `crosstune logs show` lists, e.g. intel-6-143), or 'any' (the fastest stored time wins); default: this machine's when the code runs here")
     s.add_argument("--json", metavar="FILE", help="write the results (crosstune results format) to FILE")
     s.set_defaults(func=cmd_bench)
 

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_user_error, run_cli, shard_files, shard_text
+from crosstune.compile import package
+from crosstune.targets.host import this_machine
 from test_tuning import (
+    FAST,
+    PER_TASK,
+    START,
     compile_coverage,
     per_workload,
     records,
@@ -136,7 +141,7 @@ def test_prune_keeps_the_fastest_success_of_each_workload(store):
 
     proc = run_cli("logs", "prune", store, "--keep", 1, check=0)
     assert proc.stdout.strip() == (f"pruned {store}: kept 4 of {len(everything)} records "
-                                   f"(best 1 per workload, 4 workloads)")
+                                   f"(best 1 per workload and measuring machine, 4 workloads)")
     shards = list(shard_files(store))
     assert len(shards) == 1 and shards[0].name.startswith("pruned-") and shards[0] != shard
     assert not list(store.glob("*.tmp"))
@@ -270,8 +275,9 @@ def test_list_shows_each_store_with_its_models(tuned, tmp_path):
     proc = run_cli("logs", "list", "--root", root, check=0)
     assert proc.stdout.splitlines()[0] == f"tuning logs under {root}"
     rows = table_rows(proc.stdout, "STORE")
-    assert rows == [["other-board", "1", "4", str(n), "0", "resnet_small"],
-                    ["x86-avx512", "1", "4", str(n), "0", "matmul"]]
+    here = f"{this_machine().id} ({n})"  # the tuner tagged every record with this machine
+    assert rows == [["other-board", "1", "4", str(n), "0", "resnet_small", here],
+                    ["x86-avx512", "1", "4", str(n), "0", "matmul", here]]
     assert "warning" not in proc.stdout
 
     proc = run_cli("logs", "list", "--root", root / "empty", check=0)
@@ -305,3 +311,169 @@ print(json.dumps(out))
     for name, (stored, parsed, _, problems) in stores.items():
         assert problems == [] and parsed == stored, (name, stored, parsed, problems)
     assert stores["h200"][2] > 0, "the h200 store should hold tensor-core schedules (fp16 tuning)"
+
+
+# ------------------------------------------------------------------- machines that measured records
+OTHER = "amd-25-17"  # another kind of machine, as a Zen 4 names itself
+
+
+def _retag(store: Path, machine: str | None, faster: float = 1.0) -> None:
+    """Rewrite a store's records and default lines as measured on `machine` (None: naming none, as
+    records from before crosstune named machines), their times multiplied by `faster`."""
+    for shard in shard_files(store):
+        objs = [json.loads(line) for line in shard_text(shard).splitlines()]
+        for o in objs:
+            if o["kind"] in ("record", "default"):
+                o.pop("machine", None)
+                if machine:
+                    o["machine"] = machine
+                o["run_secs"] = [x * faster for x in o["run_secs"]]
+                if o["kind"] == "record":
+                    o["record"][1] = o["run_secs"]
+            if o["kind"] == "header":
+                o.pop("machine", None)
+        shard.unlink()
+        _write_shard(shard.with_name(shard.name.removesuffix(".gz")), objs)
+
+
+def _other_machine_store(tuned, tmp_path, faster: float = 0.01) -> Path:
+    """The tuned store plus a copy of every record as measured on OTHER, 100x faster (a faster machine)."""
+    store = tmp_path / "two-machines"
+    shutil.copytree(tuned.store, store)
+    other = tmp_path / "other"
+    shutil.copytree(tuned.store, other)
+    _retag(other, OTHER, faster)
+    for shard in shard_files(other):
+        shutil.copy(shard, store / ("other-" + shard.name))
+    return store
+
+
+def test_records_name_the_machine_that_measured_them(tuned):
+    """Every record and default line the tuner writes names this machine; its shard's header says
+    which machine that is, for people; `logs show` counts records per machine."""
+    here = this_machine()
+    recs = records(tuned.store)
+    assert recs and all(r["machine"] == here.id for r in recs)
+    (shard,) = shard_files(tuned.store)
+    header = json.loads(shard_text(shard).splitlines()[0])
+    assert header["machine"] == {"id": here.id, "name": here.name}
+    proc = show(tuned.store)
+    assert f"  measured on {here.id} ({here.name}): {len(recs)} records" in proc.stdout.splitlines()
+    rows = table_rows(proc.stdout, "TASK")
+    assert rows and all(row[-1] == here.id for row in rows), rows
+    assert f"measuring machine: {here.name} ({here.id})" in tuned.stdout
+
+
+def test_compile_prefers_the_records_of_the_machine_it_builds_for(tuned, tmp_path):
+    """A store with records of two machines: compile for this machine applies this machine's
+    records although the other machine's times are 100x smaller; `--tuned-on` picks another
+    machine's, `--tuned-on any` the fastest stored time. `logs show --machine` reads it the same way."""
+    store = _other_machine_store(tuned, tmp_path)
+    here = this_machine().id
+
+    def records_from(*extra) -> dict:
+        out = tmp_path / "m.ctm"
+        proc = run_cli("compile", tuned.model, "--db", store, "-o", out, *extra, check=0)
+        assert compile_coverage(proc)[2:4] == (4, 4), proc.stdout
+        return package.read_info(out).build["tuning"], proc.stdout
+
+    tuning, stdout = records_from()
+    assert tuning["records_from"] == {here: 4} and tuning["preferred_machine"] == here
+    assert f"  records measured on: {here} (this machine): 4 kernels" in stdout.splitlines()
+    tuning, stdout = records_from("--tuned-on", OTHER, "--verify")
+    assert tuning["records_from"] == {OTHER: 4}, tuning
+    assert "PASSED" in stdout  # the other machine's schedules build and agree with ONNX Runtime here too
+    tuning, _ = records_from("--tuned-on", "any")
+    assert tuning["records_from"] == {OTHER: 4} and tuning["preferred_machine"] is None, tuning
+    # a machine with no records: every workload falls back to the records there are
+    tuning, _ = records_from("--tuned-on", "intel-6-85")
+    assert sum(tuning["records_from"].values()) == 4, tuning
+
+    mine = {r[1]: r for r in table_rows(run_cli("logs", "show", store, "--machine", here, check=0).stdout, "TASK")}
+    theirs = {r[1]: r for r in table_rows(run_cli("logs", "show", store, "--machine", OTHER, check=0).stdout, "TASK")}
+    assert set(mine) == set(theirs) and len(mine) == 4
+    assert all(mine[w][-1] == here and theirs[w][-1] == OTHER for w in mine)
+    # TRIALS counts the records of each workload that the machine's reading keeps: its own
+    assert all(mine[w][2] == theirs[w][2] == str(PER_TASK) for w in mine), (mine, theirs)
+
+
+def test_prune_and_merge_keep_each_machines_records(tuned, tmp_path):
+    """Times from different machines are never compared: prune keeps the best K of every workload
+    per machine, merge keeps a schedule measured on two machines once for each, and compile still
+    prefers this machine's records afterwards."""
+    store = _other_machine_store(tuned, tmp_path)
+    here = this_machine().id
+    before = records(store)
+    proc = run_cli("logs", "prune", store, "--keep", 1, check=0)
+    assert f"kept 8 of {len(before)} records" in proc.stdout, proc.stdout
+    kept = records(store)
+    assert sorted((r["workload"], r["machine"]) for r in kept) == sorted(
+        {(r["workload"], r["machine"]) for r in before})
+    for r in kept:  # each machine's own fastest
+        same = [_median(b) for b in before if b["workload"] == r["workload"] and b["machine"] == r["machine"]]
+        assert _median(r) == min(same)
+    # trials still count per machine (tallies name their machine)
+    for m in (here, OTHER):
+        rows = table_rows(run_cli("logs", "show", store, "--machine", m, check=0).stdout, "TASK")
+        assert all(int(row[2]) == PER_TASK for row in rows), rows
+    shipped = tmp_path / "shipped"
+    run_cli("logs", "export", store, "-o", shipped, "--machine", OTHER)  # what a Zen 4 compile reads
+    assert sorted(r["machine"] for r in records(shipped)) == [OTHER] * 4
+    merged = tmp_path / "merged"
+    proc = run_cli("logs", "merge", store, "--into", merged, check=0)
+    assert proc.stdout.startswith("merged 8 new records (4 workloads"), proc.stdout
+    out = tmp_path / "p.ctm"
+    run_cli("compile", tuned.model, "--db", merged, "-o", out)
+    assert package.read_info(out).build["tuning"]["records_from"] == {here: 4}
+
+
+def test_tune_counts_only_this_machines_trials(tuned, tmp_path):
+    """Records measured on another machine neither fill a task's budget nor stand in for this
+    machine's best time: tune measures every task again here. Records that name no machine (stores
+    from before records named one) count, as they always did."""
+    other = tmp_path / "other"
+    shutil.copytree(tuned.store, other)
+    _retag(other, OTHER)
+    proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", 1, "--db", other, check=0)
+    m = START.search(proc.stdout)
+    assert m and m.group(1, 2, 3, 4) == ("4", "0", "0", "4"), proc.stdout
+    mine = [r for r in records(other) if r["machine"] == this_machine().id]
+    assert sorted(per_workload(mine).values()) == [1, 1, 1, 1]
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tuned.store, legacy)
+    _retag(legacy, None)
+    proc = run_cli("tune", tuned.model, *FAST, "--trials-per-task", 1, "--db", legacy, check=0)
+    m = START.search(proc.stdout)
+    assert m and m.group(1, 2) == ("4", "4"), proc.stdout
+
+
+def test_tag_names_the_machine_of_untagged_records(tuned, tmp_path):
+    """`logs tag`: records that name no machine, in a time window, get the machine named; records
+    outside it, and records that name one already, keep what they had; bad input is one line."""
+    store = tmp_path / "legacy"
+    shutil.copytree(tuned.store, store)
+    _retag(store, None)
+    recs = records(store)
+    times = sorted(r["time"] for r in recs)
+    import datetime
+
+    iso = datetime.datetime.fromtimestamp(times[len(times) // 2], datetime.timezone.utc).isoformat()
+    cut = datetime.datetime.fromisoformat(iso).timestamp()
+    assert times[0] < cut <= times[-1]
+    proc = run_cli("logs", "tag", store, "--machine", OTHER, "--name", "AMD EPYC (Zen 4)", "--since", iso, check=0)
+    later = sum(1 for t in times if t >= cut)
+    assert proc.stdout.startswith(f"tagged {later} records of {store} as measured on {OTHER}"), proc.stdout
+    after = records(store)
+    assert sorted((r["time"], r.get("machine")) for r in after) == sorted(
+        (r["time"], OTHER if r["time"] >= cut else None) for r in recs)
+    assert f"  measured on {OTHER} (AMD EPYC (Zen 4)): {later} records" in show(store).stdout.splitlines()
+    # tagging the rest names them; the ones tagged before keep their machine
+    proc = run_cli("logs", "tag", store, "--machine", "intel-6-143", check=0)
+    assert proc.stdout.startswith(f"tagged {len(recs) - later} records"), proc.stdout
+    assert {r["machine"] for r in records(store) if r["time"] >= cut} == {OTHER}
+    proc = run_cli("logs", "tag", store, "--machine", "intel-6-143", check=0)
+    assert "nothing changed" in proc.stdout
+    assert_user_error(run_cli("logs", "tag", store, "--machine", "Intel Xeon"), "--machine 'Intel Xeon'")
+    assert_user_error(run_cli("logs", "tag", store, "--machine", "x", "--since", "yesterday"),
+                      "--since 'yesterday': not an ISO date")

@@ -185,6 +185,7 @@ def test_machine_info_describes_this_machine():
 
     m = results.machine_info()
     assert m["cores"] == host.detect().cores and m["cpu"] and m["platform"]
+    assert m["cpu_id"] == host.this_machine().id  # the kind of CPU, as tuning records name it
     if shutil.which("nvidia-smi") is None:
         assert m["gpu"] is None
 

@@ -106,6 +106,29 @@ def test_host_resolves_to_this_machine():
     assert t.tvm["num-cores"] == cpu.cores >= 1
 
 
+def test_machine_kind_from_cpuinfo(tmp_path, monkeypatch):
+    """Tuning records name the kind of machine that measured them: x86 vendor, family and model;
+    ARM implementer and part; only the first CPU's block is read."""
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+                     "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx512f\n\n"
+                     "processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n\n")
+    assert host.this_machine(str(intel)) == host.Machine("intel-6-143", "Intel(R) Xeon(R) Platinum 8480+")
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                   "model name\t: AMD EPYC 9R14\n")
+    assert host.this_machine(str(amd)).id == "amd-25-17"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                   "CPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n")
+    monkeypatch.setattr(host, "_device_tree_model", lambda: "Raspberry Pi 4 Model B Rev 1.4")
+    assert host.this_machine(str(arm)) == host.Machine("arm-0x41-0xd08", "Raspberry Pi 4 Model B Rev 1.4")
+    monkeypatch.setattr(host.platform, "machine", lambda: "riscv64")
+    assert host.this_machine(str(tmp_path / "missing")).id == "riscv64-unknown"
+    here = host.this_machine()
+    assert here.id and " " not in here.id and here.name
+
+
 def test_target_from_toml_file_and_bad_files(tmp_path):
     good = tmp_path / "myboard.toml"
     good.write_text('description = "mine"\ndevice = "cpu"\n[target]\nkind = "llvm"\nmcpu = "core-avx2"\n')

@@ -42,6 +42,7 @@ class BenchOptions:
     input_shapes: dict[str, Any] = field(default_factory=dict)
     use_logs: bool = True
     db: str | None = None
+    tuned_on: str | None = None  # whose tuning records (CompileOptions.tuned_on)
     layout: str | None = None  # crosstune's convolution layout (None: the target's)
     conv: str | None = None  # crosstune's 3x3 convolutions: direct, winograd (None: the store's, else direct)
 
@@ -169,7 +170,7 @@ def _crosstune_slots(model, o: BenchOptions, target, tmp: Path, say, entry):
         try:
             res = _compile.compile_model(model, _compile.CompileOptions(
                 target=o.target, output=str(tmp / f"model-{precision}.ctm"), input_shapes=o.input_shapes,
-                use_logs=o.use_logs, db=o.db, precision=precision, layout=o.layout,
+                use_logs=o.use_logs, db=o.db, tuned_on=o.tuned_on, precision=precision, layout=o.layout,
                 conv=o.conv if precision == "fp32" else None))
         except Exception as err:  # noqa: BLE001 - one precision failing leaves the others
             first_error = first_error or err

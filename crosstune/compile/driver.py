@@ -67,16 +67,20 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
     progress("build")
     t = time.perf_counter()
-    database, db_label, db_problems, default_faster = None, "", [], frozenset()
+    database, db_label, db_problems, default_faster, machine_of = None, "", [], frozenset(), None
     if options.use_logs:
         from ..tuning import logstore
 
+        from ..tuning.machines import records_machine
+
         store = logstore.store_for(target, options.db)
         if store.exists():
-            index = store.load()
+            # each workload's records measured on the machine the build is for, where it has any
+            index = store.load().view(records_machine(target, options.tuned_on))
             database = store.tvm_database(index, best_only=True)
             db_label, db_problems = str(store.path), index.problems
             default_faster = frozenset(index.default_wins())
+            machine_of = {wl: best.machine for wl in index.by_workload() if (best := index.best(wl)) is not None}
     with native_stderr_captured([]):
         form, layout_why = pipeline.resolve_layout(relax_model.mod, target, [options.precision],
                                                    index if database is not None else None, options.layout,
@@ -85,11 +89,13 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     native_log: list[str] = []
     with native_stderr_captured(native_log):
         built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label,
-                               precision=options.precision, default_faster=default_faster, layout=form)
+                               precision=options.precision, default_faster=default_faster, layout=form,
+                               machine_of=machine_of)
     executable, weights_out = built.executable, built.weights
     tuning = None
     if built.coverage is not None:
         built.coverage.records = len(index.records)  # the store's size, not just the best records loaded
+        built.coverage.machine = index.machine
         tuning = built.coverage.to_json()
     timings["build_s"] = time.perf_counter() - t
 

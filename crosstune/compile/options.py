@@ -19,6 +19,11 @@ class CompileOptions:
     verify: run the package against ONNX Runtime on seeded random inputs after building.
     use_logs: apply the target's stored tuning records (default: yes).
     db: the tuning-log folder to use instead of `logs/<target's preset>/`.
+    tuned_on: whose tuning records to prefer, a machine id as `crosstune logs show` lists them
+        (`intel-6-143`, `amd-25-17`, `cuda-nvidia-h200`), or "any" (every machine's: the fastest
+        stored time wins); None: this machine's where the code runs here (a CPU target of this
+        architecture, a GPU target with a local GPU), else any. A workload without records of that
+        machine uses the other machines' records.
     rpc, key: verify on a board of `key` behind the tracker at `rpc` ("HOST:PORT"); needed to verify
         a package for another architecture (a cross-compiled one).
     precision: "fp32", or "fp16" (GPU targets: `ToMixedPrecision`, fp16 weights and arithmetic; inputs
@@ -42,6 +47,7 @@ class CompileOptions:
     atol: float = 1e-4
     use_logs: bool = True
     db: str | None = None
+    tuned_on: str | None = None
     rpc: str | None = None
     key: str | None = None
     precision: str = "fp32"

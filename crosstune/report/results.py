@@ -67,6 +67,7 @@ def machine_info() -> dict[str, Any]:
     cpu = host.detect()
     return {
         "cpu": cpu.model if cpu.model != "unknown" else (platform.processor() or None),
+        "cpu_id": host.this_machine().id,  # the kind, as tuning records name it (intel-6-143)
         "cores": cpu.cores,
         "arch": platform.machine(),
         "platform": platform.platform(),
@@ -124,6 +125,10 @@ def tuning_info(coverage: dict[str, Any] | None, trials: int | None = None,
         extra["conv"] = conv
     if coverage is None:
         return {"logs": None, "tasks": None, "covered": 0, "trials": 0, "records": None, **extra}
+    if coverage.get("records_from"):
+        extra["records_from"] = dict(coverage["records_from"])
+    if coverage.get("preferred_machine"):
+        extra["machine"] = coverage["preferred_machine"]
     return {"logs": coverage.get("database") or None, "tasks": coverage.get("tasks"),
             "covered": coverage.get("covered"), "trials": trials,
             "records": coverage.get("records_in_database"), **extra}

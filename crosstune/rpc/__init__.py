@@ -197,12 +197,14 @@ class BoardInfo:
     emulated: bool = False
     qemu_cpu: str | None = None
     preset: str | None = None
+    cpu_id: str | None = None  # its CPU kind (`targets.host.Machine`): what records tuned on it are tagged with
+    cpu: str | None = None
 
     def to_json(self) -> dict:
         return {
             "key": self.key, "tracker": self.tracker, "emulated": self.emulated, "qemu_cpu": self.qemu_cpu,
             "preset": self.preset, "machine": self.machine, "tvm_version": self.tvm_version,
-            "ffi_version": self.ffi_version,
+            "ffi_version": self.ffi_version, "cpu_id": self.cpu_id, "cpu": self.cpu,
         }
 
     def describe(self) -> str:
@@ -226,7 +228,7 @@ def board_info(session, addr: Address, key: str) -> BoardInfo:
     d = json.loads(f())
     info = BoardInfo(
         key, str(addr), d.get("tvm_version"), d.get("ffi_version"), d.get("machine"),
-        bool(d.get("emulated")), d.get("qemu_cpu"), d.get("preset"),
+        bool(d.get("emulated")), d.get("qemu_cpu"), d.get("preset"), d.get("cpu_id"), d.get("cpu"),
     )
     if info.tvm_version != tvm.__version__:
         raise BoardError(

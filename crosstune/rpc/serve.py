@@ -84,6 +84,8 @@ def board_identity() -> dict:
     import tvm
     import tvm_ffi
 
+    from ..targets.host import this_machine
+
     emulated = os.environ.get("CROSSTUNE_BOARD_EMULATED")
     d = {
         "tvm_version": tvm.__version__,
@@ -91,6 +93,8 @@ def board_identity() -> dict:
         "machine": platform.machine(),
         "emulated": bool(emulated),
     }
+    cpu = this_machine()  # the kind of CPU: what the records tuned on this board are tagged with
+    d["cpu_id"], d["cpu"] = cpu.id, cpu.name
     if emulated:
         d.update(json.loads(emulated))
     return d

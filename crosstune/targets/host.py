@@ -98,3 +98,66 @@ def physical_cores() -> int:
         except OSError:
             cores.add(str(cpu))
     return max(1, len(cores))
+
+
+# -- the machine that measures ----------------------------------------------------------------------
+# Tuning records hold times, and a time is a fact about the machine that measured it: schedules tuned
+# on one CPU of an instruction-set level are often far from best on another of the same level (the
+# x86-avx512 store's Intel-tuned records made ResNet-50 1.6x slower on a Zen 4 than records tuned on
+# the Zen 4). So every record names the kind of machine it was measured on, and compile prefers the
+# records of the machine it builds for.
+_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "hygon", "CentaurHauls": "centaur"}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A kind of machine, as tuning records name it: `id` is stable and compact (CPU vendor, family
+    and model: `intel-6-143`, `amd-25-17`; ARM implementer and part: `arm-0x41-0xd08`; a GPU:
+    `cuda-nvidia-h200`), `name` is for people."""
+
+    id: str
+    name: str
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name}
+
+
+def slug(text: str) -> str:
+    out = "".join(c.lower() if c.isalnum() else "-" for c in text.strip())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-") or "unknown"
+
+
+def this_machine(cpuinfo_path: str = "/proc/cpuinfo") -> Machine:
+    """This machine's CPU kind, from /proc/cpuinfo (no TVM)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if sep and key and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and "processor" in fields and len(fields) > 4:
+                    break  # the first CPU's block is enough
+    except OSError:
+        pass
+    arch = platform.machine() or "unknown"
+    vendor = fields.get("vendor_id")
+    if vendor and "cpu family" in fields and "model" in fields:
+        name = fields.get("model name") or vendor
+        return Machine(f"{_VENDORS.get(vendor, slug(vendor))}-{fields['cpu family']}-{fields['model']}", name)
+    if "CPU implementer" in fields and "CPU part" in fields:
+        impl, part = fields["CPU implementer"].lower(), fields["CPU part"].lower()
+        name = _device_tree_model() or fields.get("model name") or f"{arch} CPU (implementer {impl}, part {part})"
+        return Machine(f"arm-{impl}-{part}", name)
+    return Machine(f"{slug(arch)}-unknown", fields.get("model name") or arch)
+
+
+def _device_tree_model() -> str | None:
+    try:
+        with open("/proc/device-tree/model", encoding="utf-8", errors="replace") as f:
+            return f.read().strip("\x00\n ") or None
+    except OSError:
+        return None

@@ -1,4 +1,4 @@
-"""`crosstune logs list|show|merge|prune|export`: the tuning-log store from the command line.
+"""`crosstune logs list|show|merge|prune|export|tag`: the tuning-log store from the command line.
 
 Everything except `export --format tvm` works on the JSON alone, without importing TVM.
 """
@@ -60,7 +60,8 @@ def _problems(index: logstore.Index, say) -> None:
 
 
 def run(args, say) -> int:
-    return {"list": _list, "show": _show, "merge": _merge, "prune": _prune, "export": _export}[args.logs_command](args, say)
+    return {"list": _list, "show": _show, "merge": _merge, "prune": _prune, "export": _export,
+            "tag": _tag}[args.logs_command](args, say)
 
 
 def _list(args, say) -> int:
@@ -76,21 +77,38 @@ def _list(args, say) -> int:
         models = Counter(r.data.get("model") or "?" for r in index.records)
         ok = sum(1 for r in index.records if r.ok)
         rows.append([folder.name, str(len(index.shards)), str(len(index.by_workload())), str(ok),
-                     str(len(index.records) - ok), ", ".join(sorted(models))])
+                     str(len(index.records) - ok), ", ".join(sorted(models)), _machines_cell(index)])
     if not rows:
         say(f"no tuning logs under {root}")
         return 0
     say(f"tuning logs under {root}")
-    say(table(["STORE", "SHARDS", "WORKLOADS", "RECORDS", "FAILED", "MODELS"], rows))
+    say(table(["STORE", "SHARDS", "WORKLOADS", "RECORDS", "FAILED", "MODELS", "MEASURED ON"], rows))
     return 0
+
+
+UNNAMED = "unrecorded"  # records from before records named the machine that measured them
+
+
+def _machines_cell(index: logstore.Index) -> str:
+    counts = index.machine_counts()
+    return ", ".join(f"{m or UNNAMED} ({n})" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _machines_lines(index: logstore.Index, say) -> None:
+    counts = index.machine_counts()
+    for m, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        name = index.machines.get(m or "", "")
+        say(f"  measured on {m or UNNAMED}{f' ({name})' if name else ''}: {n} records")
 
 
 def _show(args, say) -> int:
     store = resolve(args.store, args)
     if not store.exists():
         raise UserError(f"no tuning logs in {store.path}")
-    index = store.load()
-    _problems(index, say)
+    raw = store.load()
+    _problems(raw, say)
+    machine = getattr(args, "machine", None)
+    index = raw.view(None if machine in (None, "any") else machine)
     rows = []
     for wl, recs in sorted(index.by_workload().items(), key=lambda kv: kv[1][0].data.get("task", "")):
         models = sorted({r.data.get("model") or "?" for r in recs})
@@ -102,9 +120,11 @@ def _show(args, say) -> int:
         # included (their tallies); RECORDS: the records the store still holds.
         rows.append([", ".join(tasks)[:48], wl[:12], str(index.trials(wl)), str(len(recs)),
                      str(sum(1 for r in recs if not r.ok)), _latency(best.seconds if best else None),
-                     _default(index, wl, best), ", ".join(models)])
-    say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records")
-    say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "DEFAULT", "MODELS"], rows))
+                     _default(index, wl, best), ", ".join(models), (best.machine or UNNAMED) if best else "-"])
+    say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records"
+        + (f", read for machine {machine} (its records where a workload has any)" if index.machine else ""))
+    _machines_lines(index, say)
+    say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "DEFAULT", "MODELS", "BEST FROM"], rows))
     return 0
 
 
@@ -134,8 +154,10 @@ def _sources(paths: list[str]) -> logstore.Index:
             raise UserError(f"no tuning logs at {path}")
         index.workloads.update({k: v for k, v in sub.workloads.items() if k not in index.workloads})
         index.records.extend(sub.records)
-        for line in sub.defaults.values():
+        for line in sub.default_lines.values():
             index.add_default(line)
+        for k, v in sub.machines.items():
+            index.machines.setdefault(k, v)
         index.problems.extend(sub.problems)
         index.shards.extend(sub.shards)
     return index
@@ -148,10 +170,10 @@ def _merge(args, say) -> int:
     existing = dest.load()
     have = {r.key for r in existing.records}
     new = [r for r in logstore.dedupe(incoming.records) if r.key not in have and r.workload in incoming.workloads]
-    defaults = {h: d for h, d in incoming.defaults.items()
-                if h in incoming.workloads and (h not in existing.defaults
-                                                or logstore.median(d["run_secs"]) < existing.default_seconds(h))}
-    shard = dest.write_shard(new, incoming.workloads, label="merge", defaults=defaults)
+    defaults = [d for key, d in incoming.default_lines.items()
+                if key[0] in incoming.workloads and (key not in existing.default_lines or logstore.median(d["run_secs"])
+                                                     < logstore.median(existing.default_lines[key]["run_secs"]))]
+    shard = dest.write_shard(new, incoming.workloads, label="merge", defaults=defaults, machines=incoming.machines)
     workloads = len({r.workload for r in new})
     known = len({r.workload for r in new} & set(existing.workloads))
     say(f"merged {len(new)} new records ({workloads} workloads, {known} of them already in the store) "
@@ -168,13 +190,15 @@ def _prune(args, say) -> int:
         store.replace(index, kept, label="pruned")
     left = f"; left {len(index.skipped)} unreadable shard(s) as they were" if index.skipped else ""
     say(f"pruned {store.path}: kept {len(kept)} of {len(index.records)} records "
-        f"(best {args.keep} per workload, {len(index.by_workload())} workloads){left}")
+        f"(best {args.keep} per workload and measuring machine, {len(index.by_workload())} workloads){left}")
     return 0
 
 
 def _export(args, say) -> int:
     store = _existing(args)
     index = _load(store, say)
+    if args.machine and args.machine != "any":  # what a compile for that machine reads
+        index = index.view(args.machine)
     best = logstore.best_k(index, args.keep)
     out = Path(args.output)
     if args.format == "crosstune":
@@ -182,7 +206,7 @@ def _export(args, say) -> int:
             raise UserError(f"{out} already holds tuning logs; export into a new folder")
         shard = logstore.Store(out).write_shard(best, index.workloads, label="export",
                                                 tallies=logstore.dropped_tallies(index, best),
-                                                defaults=index.defaults)
+                                                defaults=index.default_lines.values(), machines=index.machines)
         say(f"exported {len(best)} records ({len(index.by_workload())} workloads) to {shard}")
         return 0
     # TVM's own JSONDatabase, for use with plain TVM (`ms.database.JSONDatabase(work_dir=...)`).
@@ -200,4 +224,73 @@ def _export(args, say) -> int:
         tvm_db.commit_tuning_record(ms.database.TuningRecord(rec.trace, tvm_db.commit_workload(rec.workload.mod),
                                                               rec.run_secs, rec.target, rec.args_info))
     say(f"exported {len(best)} records to TVM JSONDatabase {out}")
+    return 0
+
+
+def _tag(args, say) -> int:
+    """Name the machine that measured records that name none (stores from before records did):
+    the records and default-schedule times in a time window, and the trial tallies of workloads
+    whose records then all name that one machine. Records that already name a machine keep it."""
+    import datetime
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", args.machine):
+        raise UserError(f"--machine {args.machine!r}: a machine id is lower-case letters, digits, '.', '_' and '-' "
+                        "(as `crosstune logs show` lists them, e.g. intel-6-143)")
+
+    def moment(text: str | None, flag: str) -> float | None:
+        if text is None:
+            return None
+        try:
+            t = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"{flag} {text!r}: not an ISO date or date-time (2026-12-04, 2026-12-04T21:30)") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=datetime.timezone.utc)
+        return t.timestamp()
+
+    since, until = moment(args.since, "--since"), moment(args.until, "--until")
+    store = resolve(args.store, args)
+    if not store.exists():
+        raise UserError(f"no tuning logs in {store.path}")
+
+    def chosen(obj: dict) -> bool:
+        if logstore._machine_of(obj) is not None:
+            return False
+        t = obj.get("time")
+        if (since is not None or until is not None) and not isinstance(t, (int, float)):
+            return False
+        if args.model and args.model not in str(obj.get("model") or "").split("+"):
+            return False
+        return (since is None or t >= since) and (until is None or t < until)
+
+    with store.lock(exclusive=True):
+        index = _load(store, say)
+        if index.skipped:
+            raise UserError(f"{len(index.skipped)} shard(s) of {store.path} cannot be read whole; "
+                            "tagging rewrites the store, so it leaves such a store alone")
+        tagged = 0
+        for r in index.records:
+            if chosen(r.data):
+                r.data["machine"] = args.machine
+                tagged += 1
+        defaults = [dict(d, machine=args.machine) if chosen(d) else d for d in index.default_lines.values()]
+        new = logstore.Index(workloads=index.workloads, records=index.records, problems=index.problems,
+                             shards=index.shards, skipped=index.skipped, machines=dict(index.machines))
+        for d in defaults:
+            new.add_default(d)
+        owners = {wl: {r.machine for r in recs} for wl, recs in index.by_workload().items()}
+        tallies = 0
+        for (wl, m), n in index.tally_lines.items():
+            if m is None and owners.get(wl) == {args.machine}:
+                m, tallies = args.machine, tallies + n
+            new.add_tally(wl, m, n)
+        if not tagged:
+            say(f"no record of {store.path} matches (untagged, in the window): nothing changed")
+            return 0
+        new.machines[args.machine] = args.name or new.machines.get(args.machine, args.machine)
+        shard = store.replace(new, new.records, label="tagged")
+    say(f"tagged {tagged} records of {store.path} as measured on {args.machine}"
+        + (f", and {tallies} tallied trials of workloads whose records all are" if tallies else "")
+        + (f" ({shard.name})" if shard else ""))
     return 0

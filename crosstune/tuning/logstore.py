@@ -12,6 +12,19 @@ is one JSON object:
      "args_info": ..., "task": "fused_conv2d_add_relu", "model": "resnet50", "time": ...}
     {"kind": "default", "workload": "<hash>", "run_secs": [...], "task": ..., "time": ...}
 
+Records and default lines carry `"machine": "<id>"`, the kind of machine that measured them
+(`targets.host.Machine`: `intel-6-143`, `amd-25-17`, `cuda-nvidia-h200`, a board's CPU); a tuner's
+header says it once more with a name for people. A time is a fact about the machine that measured it,
+and one preset's store gathers records from several kinds of machine (`x86-avx512` covers Intel Xeons
+and AMD Zen 4, whose best schedules differ), so a store is read for a machine (`Index.view`):
+- compiling for a machine uses, for each workload, the records measured on it when there are any,
+  and all records otherwise (better than no record; a schedule tuned elsewhere still beats the
+  default schedule by far);
+- tuning on a machine counts, and resumes from, only its own trials and those of records that name
+  no machine (stores from before records named one), so a second kind of machine tunes for itself;
+- compaction keeps the best K records of every workload *per machine*, and merging keeps a
+  schedule measured on two machines once for each.
+
 A `default` line is the workload's time with the schedule a build gives it when no record applies
 (dlight's rules on GPUs, TVM's plain lowering on CPUs), measured once by the tuner alongside the
 task's first candidates. Compile applies a workload's best record only when it is faster than that:
@@ -95,9 +108,15 @@ class Record:
         return self.seconds < FAILED_SECS / 10
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Identity of a measured schedule: its workload and its trace."""
-        return self.workload, str(self.data.get("trace_sha"))
+    def machine(self) -> str | None:
+        """The kind of machine that measured it (None: a record from before records named one)."""
+        m = self.data.get("machine")
+        return m if isinstance(m, str) and m else None
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        """Identity of a measurement: its workload, its trace and the machine that timed it."""
+        return self.workload, str(self.data.get("trace_sha")), self.machine
 
 
 @dataclass
@@ -115,6 +134,14 @@ class Index:
     skipped: list[Path] = field(default_factory=list)
     # hash -> the fastest `default` line of the workload (its time without a record)
     defaults: dict[str, dict] = field(default_factory=dict)
+    # (hash, machine) -> the fastest `default` line each machine measured; (hash, machine) -> trials
+    # dropped by compaction: what compaction writes back, one per machine
+    default_lines: dict[tuple[str, str | None], dict] = field(default_factory=dict)
+    tally_lines: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    # machine id -> its name, from the tuners' shard headers
+    machines: dict[str, str] = field(default_factory=dict)
+    # the machine this index was read for (`view`), None: every record as stored
+    machine: str | None = None
 
     def by_workload(self) -> dict[str, list[Record]]:
         out: dict[str, list[Record]] = defaultdict(list)
@@ -137,6 +164,60 @@ class Index:
         old = self.defaults.get(obj["workload"])
         if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
             self.defaults[obj["workload"]] = obj
+        key = (obj["workload"], _machine_of(obj))
+        old = self.default_lines.get(key)
+        if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
+            self.default_lines[key] = obj
+
+    def add_tally(self, workload: str, machine: str | None, trials: int) -> None:
+        self.tallies[workload] = self.tallies.get(workload, 0) + trials
+        self.tally_lines[(workload, machine)] = self.tally_lines.get((workload, machine), 0) + trials
+
+    def trials_on(self, workload: str, machine: str | None) -> int:
+        """Trials measured on `machine` (records and compaction tallies)."""
+        return (sum(1 for r in self.records if r.workload == workload and r.machine == machine)
+                + self.tally_lines.get((workload, machine), 0))
+
+    def machine_counts(self) -> dict[str | None, int]:
+        """Records per measuring machine (None: records that name none)."""
+        out: dict[str | None, int] = defaultdict(int)
+        for r in self.records:
+            out[r.machine] += 1
+        return dict(out)
+
+    def view(self, machine: str | None, strict: bool = False) -> "Index":
+        """This index as read for `machine` (see the module docstring); None: unchanged.
+        Compiling (`strict=False`): each workload's records measured on `machine` where it has any,
+        else all of its records. Tuning (`strict=True`): the records, default times and tallies of
+        `machine` and of no named machine only, so other machines' trials neither count against a
+        task's budget nor stand in for this machine's best time."""
+        if machine is None:
+            return self
+        out = Index(workloads=self.workloads, problems=self.problems, shards=self.shards, skipped=self.skipped,
+                    machines=self.machines, machine=machine)
+        mine_wl: set[str] = set()
+        for wl, recs in self.by_workload().items():
+            mine = [r for r in recs if r.machine == machine]
+            if mine:
+                mine_wl.add(wl)
+            if strict:
+                keep = [r for r in recs if r.machine in (machine, None)]
+            else:
+                keep = mine or recs
+            out.records.extend(keep)
+
+        def wanted(wl: str, m: str | None) -> bool:
+            if strict:
+                return m in (machine, None)
+            return m == machine if wl in mine_wl else True
+
+        for (wl, m), line in self.default_lines.items():
+            if wanted(wl, m):
+                out.add_default(line)
+        for (wl, m), n in self.tally_lines.items():
+            if wanted(wl, m):
+                out.add_tally(wl, m, n)
+        return out
 
     def default_wins(self) -> set[str]:
         """Workloads whose default schedule measured faster than their best record."""
@@ -243,18 +324,22 @@ class Store:
         return db
 
     # -- writing ----------------------------------------------------------------------------------
-    def writer(self, label: str = "tune") -> "Writer":
-        return Writer(self, label)
+    def writer(self, label: str = "tune", machine: dict | None = None) -> "Writer":
+        """This process's shard; `machine` ({"id", "name"}: the machine that measures) goes into its
+        header, and its id onto every record and default line added."""
+        return Writer(self, label, machine)
 
     def lock(self, exclusive: bool) -> "_Lock":
         return _Lock(self.path, exclusive)
 
     def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str,
-                    tallies: dict[str, int] | None = None, defaults: dict[str, dict] | None = None) -> Path | None:
-        """Write `records` (and trial tallies of dropped records, and default-schedule times) to one
-        new shard atomically; returns its path (None when empty)."""
+                    tallies: dict | None = None, defaults: Iterable[dict] | None = None,
+                    machines: dict[str, str] | None = None) -> Path | None:
+        """Write `records` (and trial tallies of dropped records, keyed by workload or by (workload,
+        machine), and default-schedule lines) to one new shard atomically; returns its path (None
+        when empty). `machines` (id -> name) goes into the header."""
         records = list(records)
-        defaults = {h: d for h, d in (defaults or {}).items() if h in workloads}
+        defaults = [d for d in (defaults or []) if d.get("workload") in workloads]
         if not records and not defaults:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
@@ -264,7 +349,10 @@ class Store:
         current: dict[str, str] = {}  # hash -> the workload line in effect in this shard
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
                 io.TextIOWrapper(gz, encoding="utf-8") as f:
-            f.write(_dumps(_header()) + "\n")
+            header = _header()
+            if machines:
+                header["machines"] = dict(sorted(machines.items()))
+            f.write(_dumps(header) + "\n")
             for r in records:
                 mod = r.mod or workloads[r.workload]
                 if current.get(r.workload) != mod:
@@ -273,10 +361,15 @@ class Store:
                     current[r.workload] = mod
                     f.write(_dumps({"kind": "workload", "hash": r.workload, "mod": mod}) + "\n")
                 f.write(_dumps(r.data) + "\n")
-            for wl, n in sorted((tallies or {}).items()):
+            by_machine = [(*(key if isinstance(key, tuple) else (key, None)), n) for key, n in (tallies or {}).items()]
+            for wl, machine, n in sorted(by_machine, key=lambda t: (t[0], t[1] or "")):
                 if n > 0 and wl in seen:
-                    f.write(_dumps({"kind": "tally", "workload": wl, "trials": int(n)}) + "\n")
-            for wl, line in sorted(defaults.items()):
+                    line = {"kind": "tally", "workload": wl, "trials": int(n)}
+                    if machine:
+                        line["machine"] = machine
+                    f.write(_dumps(line) + "\n")
+            for line in sorted(defaults, key=lambda d: (d["workload"], str(d.get("machine") or ""))):
+                wl = line["workload"]
                 if wl not in current:
                     current[wl] = workloads[wl]
                     f.write(_dumps({"kind": "workload", "hash": wl, "mod": workloads[wl]}) + "\n")
@@ -291,7 +384,8 @@ class Store:
     def replace(self, index: Index, records: list[Record], label: str) -> Path | None:
         """Replace the shards `index` read whole by one shard holding `records` and the tallies of
         the trials left out; shards it could not read whole stay (caller holds the exclusive lock)."""
-        new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records), index.defaults)
+        new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records),
+                               index.default_lines.values(), index.machines)
         for shard in index.shards:
             if shard != new and shard not in index.skipped:
                 shard.unlink(missing_ok=True)
@@ -301,9 +395,10 @@ class Store:
 class Writer:
     """Appends records to this process's own shard; every record is on disk when `add` returns."""
 
-    def __init__(self, store: Store, label: str):
+    def __init__(self, store: Store, label: str, machine: dict | None = None):
         self.store = store
         self.label = label
+        self.machine = machine
         self.path: Path | None = None
         self._f = None
         self._written: set[str] = set()
@@ -330,12 +425,18 @@ class Writer:
         if self._f is None:
             self.path = self.store.path / _shard_name(self.label)
             self._f = open(self.path, "a")
-            self._f.write(_dumps(_header()) + "\n")
+            header = _header()
+            if self.machine:
+                header["machine"] = self.machine
+            self._f.write(_dumps(header) + "\n")
         lines = []
         if workload_hash not in self._written:
             lines.append(_dumps({"kind": "workload", "hash": workload_hash, "mod": mod_json}))
             self._written.add(workload_hash)
-        lines.append(_dumps({"kind": kind, "workload": workload_hash, **data}))
+        line = {"kind": kind, "workload": workload_hash, **data}
+        if self.machine and kind in ("record", "default"):
+            line.setdefault("machine", self.machine["id"])
+        lines.append(_dumps(line))
         self._f.write("\n".join(lines) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
@@ -378,20 +479,25 @@ class _Lock:
 
 # -- operations over indexes (no TVM) -----------------------------------------------------------------
 def best_k(index: Index, k: int) -> list[Record]:
-    """The `k` fastest distinct successful records of every workload (failures dropped)."""
+    """The `k` fastest distinct successful records of every workload measured on each machine
+    (failures dropped): times from different machines are not compared, so one machine's faster
+    clock never pushes another machine's records out."""
     out: list[Record] = []
     for _, recs in sorted(index.by_workload().items()):
         ok = _dedupe(r for r in recs if r.ok)
-        out.extend(sorted(ok, key=lambda r: r.seconds)[:k])
+        for machine in sorted({r.machine or "" for r in ok}):
+            mine = [r for r in ok if (r.machine or "") == machine]
+            out.extend(sorted(mine, key=lambda r: r.seconds)[:k])
     return out
 
 
-def dropped_tallies(index: Index, kept: list[Record]) -> dict[str, int]:
-    """Per workload, the trials that keeping only `kept` leaves unrepresented."""
-    kept_n: dict[str, int] = defaultdict(int)
+def dropped_tallies(index: Index, kept: list[Record]) -> dict[tuple[str, str | None], int]:
+    """Per workload and measuring machine, the trials that keeping only `kept` leaves unrepresented."""
+    kept_n: dict[tuple[str, str | None], int] = defaultdict(int)
     for r in kept:
-        kept_n[r.workload] += 1
-    return {wl: index.trials(wl) - kept_n[wl] for wl in index.by_workload()}
+        kept_n[(r.workload, r.machine)] += 1
+    keys = {(r.workload, r.machine) for r in index.records} | set(index.tally_lines)
+    return {key: index.trials_on(*key) - kept_n[key] for key in keys}
 
 
 def _dedupe(records: Iterable[Record]) -> list[Record]:
@@ -453,6 +559,7 @@ def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
                 )
                 index.skipped.append(path)
                 return
+            _header_machines(obj, index)
         elif kind == "workload":
             if not isinstance(obj.get("hash"), str) or not isinstance(obj.get("mod"), str):
                 index.problems.append(f"{where}: corrupt workload line skipped")
@@ -475,9 +582,26 @@ def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
             if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
                 index.problems.append(f"{where}: corrupt tally line skipped")
                 continue
-            index.tallies[obj["workload"]] = index.tallies.get(obj["workload"], 0) + obj["trials"]
+            index.add_tally(obj["workload"], _machine_of(obj), obj["trials"])
         else:
             index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
+
+
+def _machine_of(obj: dict) -> str | None:
+    m = obj.get("machine")
+    return m if isinstance(m, str) and m else None
+
+
+def _header_machines(obj: dict, index: Index) -> None:
+    """Machine names a header gives: a tuner's `machine` {id, name}, compaction's `machines` {id: name}."""
+    one = obj.get("machine")
+    if isinstance(one, dict) and isinstance(one.get("id"), str):
+        index.machines.setdefault(one["id"], str(one.get("name") or one["id"]))
+    many = obj.get("machines")
+    if isinstance(many, dict):
+        for k, v in many.items():
+            if isinstance(k, str):
+                index.machines.setdefault(k, str(v))
 
 
 def _valid_record(obj: dict) -> bool:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..targets import Target
-from . import logstore
+from . import logstore, machines
 from .board_runner import BoardsGone
 from .pools import MeasureConfig, WorkerPool, cpu_count, make_builder, make_runner
 
@@ -143,13 +143,16 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     store = logstore.store_for(target, options.db)
     index = store.load()
+    # the form of the convolutions: the store's as compile reads it for the machine that measures
+    layout_index = index.view(machines.measuring_machine(target, options.board).id)
     tasks, names, origins, layouts = [], [], [], {}
     for m in models:
         stage("import")
         src, relax_model = relax_import.load_and_import(m, options.input_shapes, options.bindings)
         stage("extract")
         # a model tuned before in the other layout goes on in it (what compile then picks too)
-        layout, why = pipeline.resolve_layout(relax_model.mod, target, precisions, index, options.layout, options.conv)
+        layout, why = pipeline.resolve_layout(relax_model.mod, target, precisions, layout_index, options.layout,
+                                              options.conv)
         if layout:
             layouts[src.name] = layout
             stage(f"convolutions of {src.name} in {pipeline.describe_form(layout)}" + (f" ({why})" if why.startswith("TVM") else ""))
@@ -183,7 +186,10 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     store = logstore.store_for(target, options.db)
-    index = index if index is not None else store.load()
+    # Trials count, and searches resume, per measuring machine: other machines' records (times of
+    # other hardware) neither fill a task's budget nor seed its search.
+    machine = machines.measuring_machine(target, options.board)
+    index = (index if index is not None else store.load()).view(machine.id, strict=True)
     database = store.tvm_database(index)
     tvm_target = tuning_target(target)
     load_tensor_intrinsics(target.device)
@@ -269,7 +275,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     setup_s = time.perf_counter() - started
 
     deadline = started + options.time_budget_s if options.time_budget_s else None
-    writer = store.writer(label=f"tune-{model_label or 'model'}")
+    writer = store.writer(label=f"tune-{model_label or 'model'}", machine=machine.to_json())
     if untimed:
         stage("defaults")
     # The first pass goes to the kernels with the most work first (uses x FLOPs), so a short budget
