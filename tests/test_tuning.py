@@ -852,6 +852,36 @@ def test_builds_of_a_job_take_turns_and_share_by_their_own_latency():
     assert _next_task([resumed, *fresh], first_pass_order([resumed, *fresh])).index == 7
 
 
+def test_later_rounds_go_where_the_next_round_is_expected_to_save_most():
+    """After the first pass, a task's share of its build's latency is weighed by what its next round
+    is expected to save: returns diminish with the trials it has had (1/t), and a task whose last
+    rounds kept improving is worth more. The largest kernel no longer takes every round until its
+    budget is spent while the others stay at their first round."""
+    from crosstune.tuning.tuner import TaskState, _next_task, expected_gain
+
+    def task(i, best, trials, history=()):
+        t = TaskState(index=i, name=f"t{i}", weight=1, flop=1e9, hash=str(i), mod_json="", mod=None,
+                      stored=0, stored_best_s=None, budget=128, best_s=best, uses={"r50": 1})
+        t.status, t.trials, t.history = "tuning", trials, list(history)
+        return t
+
+    # 1.0 ms after 7 rounds of 16 against 0.6 ms after its first round: the 0.6 ms kernel is next
+    big = task(0, 1.0e-3, 112, [None, 1.3e-3, 1.1e-3, 1.05e-3, 1.02e-3, 1.0e-3, 1.0e-3, 1.0e-3])
+    small = task(1, 0.6e-3, 16, [None, 0.6e-3])
+    assert expected_gain(big, 16) == pytest.approx(0.8 * 16 / 128 + 0.2 * (1.02e-3 - 1.0e-3) / 3 / 1.0e-3)
+    assert expected_gain(small, 16) == pytest.approx(0.5)
+    assert _next_task([big, small], [], round_size=16).index == 1
+    # ... unless it is far larger: 10 ms after 7 rounds still beats 0.6 ms after one
+    big.best_s = 10e-3
+    big.history[-1] = 10e-3
+    assert _next_task([big, small], [], round_size=16).index == 0
+    # two tasks alike in time and trials: the one whose last rounds improved goes first
+    a = task(2, 1e-3, 48, [None, 1e-3, 1e-3, 1e-3])
+    b = task(3, 1e-3, 48, [None, 2e-3, 1.5e-3, 1e-3])
+    assert expected_gain(b, 16) > expected_gain(a, 16)
+    assert _next_task([a, b], [], round_size=16).index == 3
+
+
 def test_worker_pool_recycles_between_rounds_and_ctrl_c_cuts_a_wait_short():
     """The build pool is replaced by fresh workers after `recycle_after` calls per worker (between
     rounds, never mid-round: CPython 3.11's own `max_tasks_per_child` left a 2-core tuning job waiting

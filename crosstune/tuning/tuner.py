@@ -81,6 +81,7 @@ class TaskState:
     uses: dict = field(default_factory=dict)  # build ("model" or "model:precision") -> launches per run
     default_s: float | None = None  # its time on the default schedule (stored, or measured this run)
     default_due: bool = False  # measure the default schedule with its next round
+    history: list = field(default_factory=list)  # best time after each of this run's rounds (stored best first)
 
     @property
     def remaining(self) -> int:
@@ -297,7 +298,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                 if deadline is not None and time.perf_counter() >= deadline:
                     result.stopped = "time"
                     break
-                task = _next_task(states, first_pass)
+                task = _next_task(states, first_pass, options.trials_per_round)
                 if task is None:
                     break
                 if task.ctx is None:
@@ -332,6 +333,9 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
                 _measure_round(task, candidates, builder, runner, database, writer, cost_model, tvm_target,
                                model_label, ms, result, stop, options.board, options.measure.cache_flush,
                                default_mod)
+                if not task.history:
+                    task.history.append(task.stored_best_s)
+                task.history.append(task.best_s)
                 if task.remaining == 0:
                     task.status = "done"
                 report("round", task)
@@ -433,7 +437,30 @@ def build_shares(states: list[TaskState]) -> dict[int, float]:
             for s in states}
 
 
-def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskState | None:
+# Weight of a task's recent improvement against the 1/t prior in `expected_gain` (Ansor's alpha).
+RECENT_WEIGHT = 0.2
+RECENT_ROUNDS = 3
+
+
+def expected_gain(s: TaskState, round_size: int) -> float:
+    """The fraction of a task's time its next round is expected to save, Ansor-style: mostly a prior
+    that returns diminish as 1/t (a round of r candidates after n trials: r / (n + r)), partly what its
+    last rounds actually saved per round. A kernel that has had its 100 trials is worth less than one
+    with 16 at the same time: the share alone sent every round to the largest kernel until its budget
+    ran out, and left the rest at their first round."""
+    done = s.stored + s.trials
+    prior = round_size / (done + round_size)
+    h = [x for x in s.history if x is not None]
+    if len(h) < 2 or h[-1] <= 0:
+        return prior
+    w = min(RECENT_ROUNDS, len(h) - 1)
+    recent = max(0.0, (h[-1 - w] - h[-1]) / w / h[-1])
+    return RECENT_WEIGHT * recent + (1 - RECENT_WEIGHT) * prior
+
+
+def _next_task(states: list[TaskState], first_pass: list[TaskState], round_size: int = 32) -> TaskState | None:
+    """The first pass in its order; then the task whose next round is expected to save the largest
+    share of its build's latency (its share x `expected_gain`)."""
     while first_pass:
         t = first_pass.pop(0)
         if t.status in ("pending", "tuning") and t.remaining:
@@ -442,7 +469,7 @@ def _next_task(states: list[TaskState], first_pass: list[TaskState]) -> TaskStat
     if not live:
         return None
     shares = build_shares(states)
-    return max(live, key=lambda s: shares[s.index])
+    return max(live, key=lambda s: shares[s.index] * expected_gain(s, round_size))
 
 
 def _restart_wide(task: TaskState, tvm_target, options: TuneOptions, database, cost_model, ms) -> None:
