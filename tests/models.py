@@ -52,10 +52,11 @@ def conv_net(batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, [x], [y], inits, "conv_net")
 
 
-def winograd_net(seed: int = 0) -> onnx.ModelProto:
-    """3x3 stride-1 convolutions that Winograd F(4x4, 3x3) takes (16 and 24 channels, on a 14x14 map:
-    not a multiple of the 4x4 tile, as in ResNet-50's last two stages), one with a bias, a residual
-    add and ReLUs after them, and a strided 3x3 and an 8-channel one that stay direct."""
+def winograd_net(seed: int = 0, size: int = 26, batch: int = 1) -> onnx.ModelProto:
+    """3x3 stride-1 convolutions that Winograd F(4x4, 3x3) takes (16 and 24 channels, on a 26x26 map:
+    not a multiple of the 4x4 tile, as in ResNet-50's last two stages, and 7x7 = 49 tiles, the least
+    Winograd takes), one with a bias, a residual add and ReLUs after them, and a strided 3x3 and an
+    8-channel one that stay direct."""
     rng = np.random.default_rng(seed)
     inits = [
         _w(rng, "a_w", 24, 16, 3, 3), _w(rng, "a_b", 24, scale=0.1),
@@ -71,8 +72,8 @@ def winograd_net(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Conv", ["rb", "s_w"], ["s"], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["s", "t_w"], ["y"], pads=[1, 1, 1, 1]),
     ]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 14, 14])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 7, 7])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16, size, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8, (size + 1) // 2, (size + 1) // 2])
     return _model(nodes, [x], [y], inits, "winograd_net")
 
 

@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 import onnx
+import models
 import onnxruntime as ort
 import pytest
 from conftest import assert_user_error, default_sigint, run_cli
@@ -347,7 +348,7 @@ def test_layout_choice_counts_kernels_left_without_records():
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_winograd_convolutions_agree_with_onnxruntime(model_dir, tmp_path, layout):
     """--conv winograd builds the 3x3 stride-1 convolutions with 16+ channels as Winograd F(4x4, 3x3)
-    on a 14x14 map (not whole 4x4 tiles: TVM's own NCHW form reads past its input there), with the
+    on a 26x26 map (not whole 4x4 tiles: TVM's own NCHW form reads past its input there), with the
     bias, residual add and ReLU fused into their kernels, and the kernel transform run once at
     compile time: no kernel of the package transforms weights, and the package holds transformed
     weights (6x6 per filter instead of 3x3)."""
@@ -383,7 +384,7 @@ def test_winograd_weights_are_transformed_once_and_outputs_match_direct(model_di
 
     _, rm = relax_import.load_and_import(model_dir / "winograd.onnx", {}, {})
     target = targets.get("x86-avx2")
-    x = np.random.default_rng(3).standard_normal((1, 16, 14, 14)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((1, 16, 26, 26)).astype(np.float32)
     outs, shapes = {}, {}
     for form in ("NCHW", "NCHW+winograd"):
         built = pipeline.build(rm.mod, rm.weights, target, layout=form)
@@ -402,6 +403,27 @@ def test_winograd_needs_a_convolution_it_can_take(model_dir, tmp_path):
     assert_user_error(run_cli("compile", model_dir / "conv.onnx", "--target", "host", "--conv", "winograd",
                               "-o", tmp_path / "x.ctm"), "--conv winograd", "3x3 stride-1")
     assert not (tmp_path / "x.ctm").exists()
+
+
+def test_winograd_leaves_convolutions_with_few_tiles_direct(tmp_path):
+    """A convolution with fewer than 49 output tiles (batch x 4x4 tiles) stays direct: its batched
+    GEMM reads each transformed weight (4x the 3x3 bytes) that few times, so in a model, where the
+    weights stream from memory, it is slower than the direct one (ResNet-50's 7x7 and 14x14 stages
+    at batch 1). The same map at a larger batch has the tiles, and is taken."""
+    import onnx
+
+    from crosstune.compile import relax_import, winograd
+
+    small = tmp_path / "small.onnx"
+    onnx.save(models.winograd_net(size=14), small)  # 4x4 = 16 tiles
+    _, rm = relax_import.load_and_import(small, {}, {})
+    assert winograd.count_eligible(rm.mod) == 0
+    assert_user_error(run_cli("compile", small, "--target", "host", "--conv", "winograd", "-o", tmp_path / "s.ctm"),
+                      "--conv winograd", "49 output tiles")
+    batched = tmp_path / "batched.onnx"
+    onnx.save(models.winograd_net(size=14, batch=4), batched)  # batch 4: 64 tiles
+    _, rm = relax_import.load_and_import(batched, {}, {})
+    assert winograd.count_eligible(rm.mod) == 2
 
 
 def test_form_choice_weighs_winograd_against_direct_convolutions():

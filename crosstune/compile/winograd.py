@@ -18,8 +18,8 @@ weights; nothing is transformed per inference).
 
 `rewrite` replaces every eligible `relax.nn.conv2d` of a model: a weight parameter of shape
 (CO, CI, 3, 3) (OIHW, NCHW data) or (CO, 3, 3, CI) (OHWI, NHWC data), stride 1, dilation 1, one
-group, float32. fp16 builds keep direct convolutions: the transforms lose too many bits in fp16,
-and tensor cores already run the direct form.
+group, float32, 16+ channels and 49+ output tiles (`MIN_TILES`). fp16 builds keep direct
+convolutions: the transforms lose too many bits in fp16, and tensor cores already run the direct form.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ TILE = 4          # m of F(m x m, 3 x 3); alpha = m + 2 = 6
 # A convolution with fewer input or output channels than this stays direct: its GEMMs are too thin
 # to gain from 4x fewer multiply-adds what the transforms cost.
 MIN_CHANNELS = 16
+# A convolution with fewer output tiles than this (batch x tile rows x tile columns) stays direct. The
+# batched GEMM reads each transformed weight once per tile, and the transformed weights are 4x the
+# 3x3 ones: with few tiles it is bound by streaming them from memory, not by arithmetic. In tuning a
+# kernel's weights stay in cache between repeats, so its records do not show this; in a model they
+# stream from DRAM. ResNet-50 at batch 1 on a 2-core Intel Xeon VM (intel-6-167), every variant
+# tuned there, two runs taking turns with ONNX Runtime: Winograd on all 13 eligible convolutions
+# 33.0 / 32.3 ms, on those with 16+ tiles (not 7x7) 32.6 / 31.7, with 49+ tiles (56x56 and 28x28
+# only) 31.5 / 30.6, none 32.6 / 32.6, although the tuned kernels alone made Winograd faster at
+# every size (7x7: 0.91 against 1.14 ms direct). At batch 16 every ResNet-50 stage has 64+ tiles.
+MIN_TILES = 49
 # op_pattern of the convolution kernel: kOutEWiseFusable, as TVM's own convolutions are, so the bias
 # add, residual add and ReLU after it fuse into its output stage.
 _OUT_EWISE_FUSABLE = 4
@@ -167,15 +177,19 @@ def eligible(call, weight_vars) -> str | None:
     dshape = data.ty.shape
     if dshape is None or len(kshape) != 4 or any(not isinstance(x, int) for x in _ints(dshape)):
         return None
+    dims = _ints(dshape)
     if layouts == ("NCHW", "OIHW", "NCHW") and kshape[2:] == [3, 3]:
         co, ci = kshape[0], kshape[1]
-        layout = "NCHW"
+        layout, (n, h, w) = "NCHW", (dims[0], dims[2], dims[3])
     elif layouts == ("NHWC", "OHWI", "NHWC") and kshape[1:3] == [3, 3]:
         co, ci = kshape[0], kshape[3]
-        layout = "NHWC"
+        layout, (n, h, w) = "NHWC", (dims[0], dims[1], dims[2])
     else:
         return None
-    return layout if min(co, ci) >= MIN_CHANNELS else None
+    pad = [int(x) for x in attrs.padding]
+    pt, pl, pb, pr = pad * 2 if len(pad) == 2 else pad
+    tiles = n * -(-(h + pt + pb - 2) // TILE) * -(-(w + pl + pr - 2) // TILE)
+    return layout if min(co, ci) >= MIN_CHANNELS and tiles >= MIN_TILES else None
 
 
 def _ints(shape):
