@@ -27,7 +27,8 @@ LLVM_TO_CPUINFO = {
     "avx512bw": "avx512bw", "avx512dq": "avx512dq", "avx512vl": "avx512vl",
     "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
     "avx512vbmi": "avx512vbmi", "avxvnni": "avx_vnni", "amx-tile": "amx_tile",
-    "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+    "amx-int8": "amx_int8", "amx-bf16": "amx_bf16", "amx-fp16": "amx_fp16", "amx-complex": "amx_complex",
+    "avx512vp2intersect": "avx512_vp2intersect",
 }
 
 
