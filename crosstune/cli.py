@@ -437,10 +437,10 @@ def cmd_tune(args) -> int:
     store = logstore.store_for(target, opts.db)
     detected = f" (detected {target.detected})" if target.detected else ""
     say(f"tuning {', '.join(args.model)} for {target.name}{detected}; records go to {store.path}")
-    from .tuning.machines import measuring_machine
+    from .tuning.tuner import measurer
 
-    measurer = measuring_machine(target, opts.board)
-    say(f"  measuring machine: {measurer.name} ({measurer.id}); its own trials count toward each task's budget")
+    m = measurer(target, opts)
+    say(f"  measuring machine: {m.name} ({m.id}); its own trials count toward each task's budget")
     stages = {"import": "importing to Relax", "extract": "extracting tuning tasks",
               "workers": "starting build and measure workers",
               "defaults": "timing the default schedules of kernels at their budget"}

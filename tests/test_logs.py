@@ -386,8 +386,11 @@ def test_compile_prefers_the_records_of_the_machine_it_builds_for(tuned, tmp_pat
     tuning, _ = records_from("--tuned-on", "any")
     assert tuning["records_from"] == {OTHER: 4} and tuning["preferred_machine"] is None, tuning
     # a machine with no records: every workload falls back to the records there are
-    tuning, _ = records_from("--tuned-on", "intel-6-85")
+    tuning, stdout = records_from("--tuned-on", "intel-6-85")
     assert sum(tuning["records_from"].values()) == 4, tuning
+    known = ", ".join(sorted([OTHER, here]))
+    assert f"--tuned-on intel-6-85: no record of {store} was measured on it (machines with records: {known})" \
+        in stdout, stdout
 
     mine = {r[1]: r for r in table_rows(run_cli("logs", "show", store, "--machine", here, check=0).stdout, "TASK")}
     theirs = {r[1]: r for r in table_rows(run_cli("logs", "show", store, "--machine", OTHER, check=0).stdout, "TASK")}

@@ -70,17 +70,23 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     database, db_label, db_problems, default_faster, machine_of = None, "", [], frozenset(), None
     if options.use_logs:
         from ..tuning import logstore
-
         from ..tuning.machines import records_machine
 
         store = logstore.store_for(target, options.db)
         if store.exists():
             # each workload's records measured on the machine the build is for, where it has any
-            index = store.load().view(records_machine(target, options.tuned_on))
+            raw = store.load()
+            machine = records_machine(target, options.tuned_on)
+            index = raw.view(machine)
             database = store.tvm_database(index, best_only=True)
             db_label, db_problems = str(store.path), index.problems
+            if options.tuned_on and machine and machine not in raw.machine_counts():
+                known = ", ".join(sorted(m for m in raw.machine_counts() if m)) or "none"
+                db_problems = [*db_problems, f"--tuned-on {machine}: no record of {store.path} was measured on it "
+                                             f"(machines with records: {known}); every machine's records are used"]
             default_faster = frozenset(index.default_wins())
-            machine_of = {wl: best.machine for wl in index.by_workload() if (best := index.best(wl)) is not None}
+            # the machine of each workload's fastest record: the one MetaSchedule applies
+            machine_of = {r.workload: r.machine for r in sorted(logstore.best_k(index, 1), key=lambda r: -r.seconds)}
     with native_stderr_captured([]):
         form, layout_why = pipeline.resolve_layout(relax_model.mod, target, [options.precision],
                                                    index if database is not None else None, options.layout,

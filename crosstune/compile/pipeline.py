@@ -176,7 +176,8 @@ def resolve_layout(mod, target: Target, precisions, index=None, given: str | Non
     winograd_ok = _winograd_applies(mod, precisions)
     if conv == "winograd" and not winograd_ok:
         raise UserError("--conv winograd: the model has no float32 3x3 stride-1 convolution with at least "
-                        "16 channels and 49 output tiles (batch x rows x columns of 4x4 tiles)" + (" (fp16 builds keep direct convolutions)" if "fp32" not in precisions else ""))
+                        "16 channels and 49 output tiles (batch x rows x columns of 4x4 tiles)"
+                        + (" (fp16 builds keep direct convolutions)" if "fp32" not in precisions else ""))
     layouts = ["NCHW"] if problem else [given] if given else [target.layout, *[x for x in LAYOUTS if x != target.layout]]
     convs = [conv] if conv else ["direct", "winograd"] if winograd_ok else ["direct"]
     forms = [lay + (WINOGRAD if c == "winograd" else "") for lay in layouts for c in convs]

@@ -255,7 +255,7 @@ def _tag(args, say) -> int:
         raise UserError(f"no tuning logs in {store.path}")
 
     def chosen(obj: dict) -> bool:
-        if logstore._machine_of(obj) is not None:
+        if logstore.machine_of(obj) is not None:
             return False
         t = obj.get("time")
         if (since is not None or until is not None) and not isinstance(t, (int, float)):

@@ -164,7 +164,7 @@ class Index:
         old = self.defaults.get(obj["workload"])
         if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
             self.defaults[obj["workload"]] = obj
-        key = (obj["workload"], _machine_of(obj))
+        key = (obj["workload"], machine_of(obj))
         old = self.default_lines.get(key)
         if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
             self.default_lines[key] = obj
@@ -493,11 +493,12 @@ def best_k(index: Index, k: int) -> list[Record]:
 
 def dropped_tallies(index: Index, kept: list[Record]) -> dict[tuple[str, str | None], int]:
     """Per workload and measuring machine, the trials that keeping only `kept` leaves unrepresented."""
-    kept_n: dict[tuple[str, str | None], int] = defaultdict(int)
+    trials: dict[tuple[str, str | None], int] = defaultdict(int, index.tally_lines)
+    for r in index.records:
+        trials[(r.workload, r.machine)] += 1
     for r in kept:
-        kept_n[(r.workload, r.machine)] += 1
-    keys = {(r.workload, r.machine) for r in index.records} | set(index.tally_lines)
-    return {key: index.trials_on(*key) - kept_n[key] for key in keys}
+        trials[(r.workload, r.machine)] -= 1
+    return dict(trials)
 
 
 def _dedupe(records: Iterable[Record]) -> list[Record]:
@@ -582,12 +583,12 @@ def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
             if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
                 index.problems.append(f"{where}: corrupt tally line skipped")
                 continue
-            index.add_tally(obj["workload"], _machine_of(obj), obj["trials"])
+            index.add_tally(obj["workload"], machine_of(obj), obj["trials"])
         else:
             index.problems.append(f"{where}: unknown line kind {kind!r} skipped")
 
 
-def _machine_of(obj: dict) -> str | None:
+def machine_of(obj: dict) -> str | None:
     m = obj.get("machine")
     return m if isinstance(m, str) and m else None
 

@@ -53,6 +53,7 @@ class TuneOptions:
     key: str | None = None
     board_timeout_s: float = 120.0  # one candidate's session on a board, queueing excluded
     board: dict | None = None  # what the boards said about themselves (key, emulated, ...): kept on each record
+    machine: object = None  # the measuring machine (targets.host.Machine); found once, from `board` or this host
     baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
     layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the store's, else the target's
@@ -122,6 +123,13 @@ class TuneResult:
         return self.trials / (self.seconds / 60) if self.seconds > 0 else 0.0
 
 
+def measurer(target: Target, options: TuneOptions):
+    """The machine whose times this job records (`machines.measuring_machine`), found once per job."""
+    if options.machine is None:
+        options.machine = machines.measuring_machine(target, options.board)
+    return options.machine
+
+
 def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None] | None = None,
                stage: Callable[[str], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> TuneResult:
@@ -145,7 +153,7 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
     store = logstore.store_for(target, options.db)
     index = store.load()
     # the form of the convolutions: the store's as compile reads it for the machine that measures
-    layout_index = index.view(machines.measuring_machine(target, options.board).id)
+    layout_index = index.view(measurer(target, options).id)
     tasks, names, origins, layouts = [], [], [], {}
     for m in models:
         stage("import")
@@ -189,7 +197,7 @@ def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, s
     store = logstore.store_for(target, options.db)
     # Trials count, and searches resume, per measuring machine: other machines' records (times of
     # other hardware) neither fill a task's budget nor seed its search.
-    machine = machines.measuring_machine(target, options.board)
+    machine = measurer(target, options)
     index = (index if index is not None else store.load()).view(machine.id, strict=True)
     database = store.tvm_database(index)
     tvm_target = tuning_target(target)
