@@ -322,6 +322,10 @@ def _report_tuning(tuning, args, build: dict | None = None) -> None:
         origin = _records_from(tuning)
         if origin:
             say(f"  records measured on: {origin}")
+        if tuning.get("in_model"):
+            n = tuning["in_model"]
+            say(f"  {n} kernel{'s' if n != 1 else ''} with the record that ran fastest inside the model "
+                "(pinned by `crosstune calibrate`)")
     if layout:
         why = (build or {}).get("layout_reason")
         conv = (build or {}).get("conv")
@@ -427,6 +431,7 @@ def cmd_tune(args) -> int:
         baseline=not args.no_baseline,
         layout=args.layout,
         conv=args.conv,
+        tasks=[p.strip() for p in (args.tasks or "").split(",") if p.strip()],
     )
     from .tuning import logstore
 
@@ -505,6 +510,42 @@ def _check_board(rpc: str, key: str, target, opts):
 
 
 # ------------------------------------------------------------------------------------------- logs
+def cmd_calibrate(args) -> int:
+    from .frontend.constants import parse_bindings
+    from .textfmt import table
+    from .tuning.calibrate import CalibrateOptions, calibrate
+
+    opts = CalibrateOptions(target=args.target, db=args.db, sources=list(args.sources or []),
+                            candidates=args.candidates, rounds=args.rounds, runs=args.runs,
+                            margin=args.margin / 100.0, check=not args.no_check, threads=args.threads,
+                            input_shapes=_shapes(args.input_shape), bindings=parse_bindings(args.bind))
+    say(f"calibrating {args.model} for {args.target}: each kernel's best records timed inside the model")
+    res = calibrate(args.model, opts, lambda line: say("  " + line))
+
+    def us(x: float) -> str:
+        return "-" if x == float("inf") else f"{x:.1f}"
+
+    rows = []
+    for k in sorted(res.kernels, key=lambda k: -k.in_model_us[0]):
+        best = min(range(len(k.candidates)), key=lambda i: k.in_model_us[i])
+        rows.append([k.task, str(k.calls), f"{k.candidates[0].record.seconds * 1e6 * max(1, k.calls):.1f}",
+                     us(k.in_model_us[0]), us(k.in_model_us[best]), k.candidates[best].source,
+                     f"{k.in_model_us[0] / k.in_model_us[best]:.2f}x" if k.pick else "keep"])
+    say(table(["KERNEL", "CALLS", "TUNED US", "IN MODEL US", "BEST IN MODEL", "BEST IS", "PICK"], rows, "lrrrrll"))
+    say("  TUNED US: the usual record's tuning time x calls; IN MODEL: its time a model run (all calls), "
+        f"median of {args.rounds} rounds; BEST: the fastest of its {res.variants} candidates in the model")
+    if res.usual_ms is not None:
+        say(f"  model: {res.usual_ms:.3f} ms with the usual records, {res.picked_ms:.3f} ms with the picks "
+            f"({res.usual_ms / res.picked_ms:.3f}x; medians, taking turns)")
+    if res.written:
+        say(f"pinned {res.written} kernel{'s' if res.written != 1 else ''} of {res.model} for {res.machine} in "
+            f"{res.store} ({Path(res.shard).name}); compile applies them on this kind of machine "
+            f"({res.seconds:.0f} s)")
+    else:
+        say(f"nothing pinned; {res.store} unchanged ({res.seconds:.0f} s)")
+    return EXIT_OK
+
+
 def cmd_logs(args) -> int:
     from .tuning import logs_cli
 
@@ -838,6 +879,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-flush", action="store_true",
                    help="CPU: time each candidate with its weights flushed from the caches, as a model runs it "
                         "(records say so; keep them in their own --db: their times are not comparable with others')")
+    s.add_argument("--tasks", metavar="PATTERNS",
+                   help="tune only the kernels whose task names match one of these comma-separated shell "
+                        "patterns (names as `tune` and `run --profile` list them, e.g. 'fused_conv2d1[0-9]_*')")
     s.add_argument("--no-baseline", action="store_true",
                    help="do not time each tuned workload's default schedule (by default it is timed once, "
                         "and compile keeps a workload on its default schedule when that beat every record)")
@@ -855,6 +899,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--conv", choices=["direct", "winograd"], default=None,
                    help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
     s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("calibrate", help="time each kernel's best stored records inside the model on this machine "
+                                          "and pin the fastest there for compile")
+    s.add_argument("model", help="ONNX model, tuned for the target on this machine")
+    s.add_argument("--target", "-t", default="host", help="CPU target preset this machine runs (default host)")
+    s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
+    s.add_argument("--from", dest="sources", action="append", metavar="DIR",
+                   help="another store whose best records of each kernel are candidates too, e.g. one `tune "
+                        "--cache-flush` wrote (repeatable); picked ones are copied into the store")
+    s.add_argument("--candidates", type=int, default=4, help="records of the store per kernel, the usual one included (default 4)")
+    s.add_argument("--rounds", type=int, default=3, help="timing rounds, taking turns between the variants (default 3)")
+    s.add_argument("--runs", type=int, default=20, help="profiled model runs per variant and round (default 20)")
+    s.add_argument("--margin", type=float, default=3.0, metavar="PERCENT",
+                   help="a candidate must beat the usual record by this much inside the model (default 3)")
+    s.add_argument("--no-check", action="store_true",
+                   help="write the picks without first timing the whole model with them against the usual build")
+    s.add_argument("--threads", type=int, help="CPU threads (default: TVM_NUM_THREADS when set, else every physical core)")
+    s.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help=shape_help)
+    s.add_argument("--bind", action="append", metavar="NAME=FILE.npy", help="as compile --bind (repeatable)")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("logs", help="stored tuning logs: list, show, merge, prune, export, tag")
     lsub = s.add_subparsers(dest="logs_command", metavar="LOGS_COMMAND", required=True)

@@ -472,6 +472,20 @@ def test_cache_flush_records_say_so(extra_models, tmp_path):
     assert_user_error(proc, "--cache-flush needs its own --db")
 
 
+def test_tasks_chooses_the_kernels_to_tune(extra_models, tmp_path):
+    """`--tasks`: only the kernels whose task names match a pattern are tuned; a pattern that matches
+    none is a user error naming the model's kernels, and nothing is written."""
+    store = tmp_path / "s"
+    proc = run_cli("tune", extra_models / "twok.onnx", *FAST, "--trials-per-task", 1, "--tasks", "argmax*",
+                   "--db", store, check=0)
+    assert start_line(proc.stdout) == (1, 0, 0, 1)
+    recs = records(store)
+    assert len(recs) == 1 and recs[0]["task"].startswith("argmax"), recs
+    proc = run_cli("tune", extra_models / "twok.onnx", *FAST, "--tasks", "argmax*,nosuch*", "--db", tmp_path / "t")
+    assert_user_error(proc, "--tasks nosuch*: no kernel of the model is named so", "argmax1", "softmax1")
+    assert not (tmp_path / "t").exists()
+
+
 # --------------------------------------------------------------------------------------- 3. resume
 def test_same_command_again_measures_nothing(tuned, tmp_path):
     store = tmp_path / "store"

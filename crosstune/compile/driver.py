@@ -67,7 +67,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
 
     progress("build")
     t = time.perf_counter()
-    database, db_label, db_problems, default_faster, machine_of = None, "", [], frozenset(), None
+    database, db_label, db_problems, default_faster, machine_of, pinned = None, "", [], frozenset(), None, frozenset()
     if options.use_logs:
         from ..tuning import logstore
         from ..tuning.machines import records_machine
@@ -86,7 +86,9 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
                                              f"(machines with records: {known}); every machine's records are used"]
             default_faster = frozenset(index.default_wins())
             # the machine of each workload's fastest record: the one MetaSchedule applies
-            machine_of = {r.workload: r.machine for r in sorted(logstore.best_k(index, 1), key=lambda r: -r.seconds)}
+            machine_of = {r.workload: r.machine for r in sorted(logstore.best_k(index, 1, pinned=False),
+                                                                 key=lambda r: -r.seconds)}
+            pinned = frozenset(index.pinned()) - default_faster
     with native_stderr_captured([]):
         form, layout_why = pipeline.resolve_layout(relax_model.mod, target, [options.precision],
                                                    index if database is not None else None, options.layout,
@@ -96,7 +98,7 @@ def compile_model(model, options: CompileOptions, progress) -> CompileResult:
     with native_stderr_captured(native_log):
         built = pipeline.build(relax_model.mod, relax_model.weights, target, database, db_label,
                                precision=options.precision, default_faster=default_faster, layout=form,
-                               machine_of=machine_of)
+                               machine_of=machine_of, pinned=pinned)
     executable, weights_out = built.executable, built.weights
     tuning = None
     if built.coverage is not None:

@@ -78,6 +78,8 @@ class Coverage:
     # none), and the machine whose records the build preferred (None: any)
     machines: dict[str, int] = field(default_factory=dict)
     machine: str | None = None
+    # of `covered`: kernels whose record `crosstune calibrate` pinned (fastest inside the model)
+    in_model: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -89,6 +91,7 @@ class Coverage:
             "default_faster": len(self.default_faster),
             "records_from": dict(sorted(self.machines.items())),
             "preferred_machine": self.machine,
+            "in_model": len(self.in_model),
             "missing": self.missing,
         }
 
@@ -439,10 +442,12 @@ def extract_tasks(prepared, target: Target):
 
 
 def coverage(prepared, target: Target, database, db_label: str = "",
-             default_faster: frozenset[str] = frozenset(), machine_of: dict | None = None) -> Coverage:
+             default_faster: frozenset[str] = frozenset(), machine_of: dict | None = None,
+             pinned: frozenset[str] = frozenset()) -> Coverage:
     """How many of the prepared module's workloads `database` has a record for. `default_faster`:
     the workload hashes whose records the database leaves out because the default schedule
-    measured faster; `machine_of`: workload hash -> the machine that measured its best record."""
+    measured faster; `machine_of`: workload hash -> the machine that measured its best record;
+    `pinned`: the workload hashes whose applied record calibrate pinned."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
@@ -455,11 +460,13 @@ def coverage(prepared, target: Target, database, db_label: str = "",
         if database is not None:
             rec = database.query_tuning_record(task.dispatched[0], tvm_target, task.task_name)
         (cov.covered if rec is not None else cov.missing).append(task.task_name)
-        if (rec is None and default_faster) or (rec is not None and machine_of):
+        if (rec is None and default_faster) or (rec is not None and (machine_of or pinned)):
             wl = ms.database.Workload(_normalize_mod(task.dispatched[0])).as_json()[0]
+            if rec is not None and wl in pinned:
+                cov.in_model.append(task.task_name)
             if rec is None and wl in default_faster:
                 cov.default_faster.append(task.task_name)
-            if rec is not None:
+            if rec is not None and machine_of:
                 m = machine_of.get(wl) or ""
                 cov.machines[m] = cov.machines.get(m, 0) + 1
     return cov
@@ -563,7 +570,7 @@ class Built:
 
 def build(mod, weights: list, target: Target, database=None, db_label: str = "", precision: str = "fp32",
           cuda_graph: bool = True, default_faster: frozenset[str] = frozenset(), layout: str = "NCHW",
-          machine_of: dict | None = None) -> Built:
+          machine_of: dict | None = None, pinned: frozenset[str] = frozenset()) -> Built:
     """All stages and `tvm.compile`; returns the executable and the weights it takes. `cuda_graph=False`
     launches every kernel from the host (what a per-kernel profile of the VM needs)."""
     import tvm
@@ -580,12 +587,12 @@ def build(mod, weights: list, target: Target, database=None, db_label: str = "",
         lifted = lift(prepared, target)
         new_weights = transform_weights(lifted, weights)
         kernels = main_only(lifted)
-        cov = coverage(kernels, target, database, db_label, default_faster, machine_of) if database is not None else None
+        cov = coverage(kernels, target, database, db_label, default_faster, machine_of, pinned) if database is not None else None
         scheduled = apply_records(kernels, target, database)
         with tvm.transform.PassContext(opt_level=3, config={"relax.backend.use_cuda_graph": cuda_graph}):
             executable = tvm.compile(scheduled, target=target.tvm_target())
         return Built(executable, new_weights, cov)
-    cov = coverage(prepared, target, database, db_label, default_faster, machine_of) if database is not None else None
+    cov = coverage(prepared, target, database, db_label, default_faster, machine_of, pinned) if database is not None else None
     scheduled = apply_records(prepared, target, database)
     finished = finish(scheduled, target, tuned=bool(cov and cov.covered))
     new_weights = transform_weights(finished, weights)

@@ -124,6 +124,12 @@ def _show(args, say) -> int:
     say(f"{store.path}: {len(index.shards)} shards, {len(rows)} workloads, {len(index.records)} records"
         + (f", read for machine {machine} (its records where a workload has any)" if index.machine else ""))
     _machines_lines(index, say)
+    pins: dict[str, int] = {}
+    for (_, m), _line in index.pins.items():
+        pins[m] = pins.get(m, 0) + 1
+    for m, n in sorted(pins.items()):
+        say(f"  pinned by calibrate for {m}: {n} workload{'s' if n != 1 else ''} (the record that ran fastest inside "
+            "a model, applied instead of the fastest tuning time)")
     say(table(["TASK", "WORKLOAD", "TRIALS", "RECORDS", "FAILED", "BEST", "DEFAULT", "MODELS", "BEST FROM"], rows))
     return 0
 
@@ -156,6 +162,8 @@ def _sources(paths: list[str]) -> logstore.Index:
         index.records.extend(sub.records)
         for line in sub.default_lines.values():
             index.add_default(line)
+        for line in sub.pins.values():
+            index.add_pin(line)
         for k, v in sub.machines.items():
             index.machines.setdefault(k, v)
         index.problems.extend(sub.problems)
@@ -173,7 +181,11 @@ def _merge(args, say) -> int:
     defaults = [d for key, d in incoming.default_lines.items()
                 if key[0] in incoming.workloads and (key not in existing.default_lines or logstore.median(d["run_secs"])
                                                      < logstore.median(existing.default_lines[key]["run_secs"]))]
-    shard = dest.write_shard(new, incoming.workloads, label="merge", defaults=defaults, machines=incoming.machines)
+    pins = [p for key, p in incoming.pins.items()
+            if key[0] in incoming.workloads and (key not in existing.pins or float(p.get("time") or 0)
+                                                 > float(existing.pins[key].get("time") or 0))]
+    shard = dest.write_shard(new, incoming.workloads, label="merge", defaults=defaults, machines=incoming.machines,
+                             pins=pins)
     workloads = len({r.workload for r in new})
     known = len({r.workload for r in new} & set(existing.workloads))
     say(f"merged {len(new)} new records ({workloads} workloads, {known} of them already in the store) "
@@ -206,7 +218,8 @@ def _export(args, say) -> int:
             raise UserError(f"{out} already holds tuning logs; export into a new folder")
         shard = logstore.Store(out).write_shard(best, index.workloads, label="export",
                                                 tallies=logstore.dropped_tallies(index, best),
-                                                defaults=index.default_lines.values(), machines=index.machines)
+                                                defaults=index.default_lines.values(), machines=index.machines,
+                                                pins=index.pins.values())
         say(f"exported {len(best)} records ({len(index.by_workload())} workloads) to {shard}")
         return 0
     # TVM's own JSONDatabase, for use with plain TVM (`ms.database.JSONDatabase(work_dir=...)`).
@@ -279,6 +292,8 @@ def _tag(args, say) -> int:
                              shards=index.shards, skipped=index.skipped, machines=dict(index.machines))
         for d in defaults:
             new.add_default(d)
+        for p in index.pins.values():
+            new.add_pin(p)
         owners = {wl: {r.machine for r in recs} for wl, recs in index.by_workload().items()}
         tallies = 0
         for (wl, m), n in index.tally_lines.items():

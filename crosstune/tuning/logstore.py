@@ -11,6 +11,7 @@ is one JSON object:
     {"kind": "record", "workload": "<hash>", "trace": ..., "run_secs": [...], "target": ...,
      "args_info": ..., "task": "fused_conv2d_add_relu", "model": "resnet50", "time": ...}
     {"kind": "default", "workload": "<hash>", "run_secs": [...], "task": ..., "time": ...}
+    {"kind": "in_model", "workload": "<hash>", "trace_sha": ..., "machine": ..., "secs": ..., "model": ...}
 
 Records and default lines carry `"machine": "<id>"`, the kind of machine that measured them
 (`targets.host.Machine`: `intel-6-143`, `amd-25-17`, `cuda-nvidia-h200`, a board's CPU); a tuner's
@@ -29,6 +30,13 @@ A `default` line is the workload's time with the schedule a build gives it when 
 (dlight's rules on GPUs, TVM's plain lowering on CPUs), measured once by the tuner alongside the
 task's first candidates. Compile applies a workload's best record only when it is faster than that:
 a few trials on a large kernel can find schedules slower than dlight's.
+
+An `in_model` line pins one record of a workload for one machine: `crosstune calibrate` timed the
+workload's best records inside a compiled model on that machine, and this one ran fastest there
+(`tuning/calibrate.py`). Compiling for that machine applies the pinned record instead of the one with
+the fastest tuning time, until the workload is tuned again there (a record of that machine newer than
+the pin ends it); the latest pin of a (workload, machine) counts, and compaction keeps pinned records
+whatever their rank.
 
 A shard names each workload before its first record, so every shard stands alone: shards can be
 copied between machines and merged by copying files. Why this shape:
@@ -142,6 +150,8 @@ class Index:
     machines: dict[str, str] = field(default_factory=dict)
     # the machine this index was read for (`view`), None: every record as stored
     machine: str | None = None
+    # (hash, machine) -> the latest `in_model` line: the record calibrate pinned for that machine
+    pins: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     def by_workload(self) -> dict[str, list[Record]]:
         out: dict[str, list[Record]] = defaultdict(list)
@@ -168,6 +178,31 @@ class Index:
         old = self.default_lines.get(key)
         if old is None or median(obj["run_secs"]) < median(old["run_secs"]):
             self.default_lines[key] = obj
+
+    def add_pin(self, obj: dict) -> None:
+        key = (obj["workload"], obj["machine"])
+        old = self.pins.get(key)
+        if old is None or float(obj.get("time") or 0) >= float(old.get("time") or 0):
+            self.pins[key] = obj
+
+    def pinned(self) -> dict[str, Record]:
+        """Workload hash -> the record pinned for the machine this index was read for, where the
+        store holds it (none when read for no machine: `--tuned-on any` goes by tuning times)."""
+        if self.machine is None:
+            return {}
+        want = {wl: line["trace_sha"] for (wl, m), line in self.pins.items() if m == self.machine}
+        # a pin stands until the workload is tuned again on that machine: newer records were never
+        # timed inside the model, and one of them may well beat the pinned one there too
+        for r in self.records:
+            pin = self.pins.get((r.workload, r.machine)) if r.machine == self.machine else None
+            if pin is not None and float(r.data.get("time") or 0) > float(pin.get("time") or 0):
+                want.pop(r.workload, None)
+        out: dict[str, Record] = {}
+        for r in self.records:
+            if want.get(r.workload) == r.data.get("trace_sha") and r.machine == self.machine and r.ok:
+                if r.workload not in out or r.seconds < out[r.workload].seconds:
+                    out[r.workload] = r
+        return out
 
     def add_tally(self, workload: str, machine: str | None, trials: int) -> None:
         self.tallies[workload] = self.tallies.get(workload, 0) + trials
@@ -217,6 +252,9 @@ class Index:
         for (wl, m), n in self.tally_lines.items():
             if wanted(wl, m):
                 out.add_tally(wl, m, n)
+        for (wl, m), line in self.pins.items():
+            if m == machine:
+                out.add_pin(line)
         return out
 
     def default_wins(self) -> set[str]:
@@ -287,10 +325,12 @@ class Store:
         committed: set[str] = set()  # hashes the database has a workload for
         variants: dict[tuple[str, str], object] = {}  # (hash, workload JSON) -> Workload
         bad: set[tuple[str, str]] = set()
-        records = best_k(index, 1) if best_only else index.records
+        records = best_k(index, 1, pinned=False) if best_only else index.records
         if best_only:  # compiling: a record slower than the default schedule is not applied
             wins = index.default_wins()
-            records = [r for r in records if r.workload not in wins]
+            pins = index.pinned()  # a record calibrate found fastest in the model goes instead
+            records = [r for r in records if r.workload not in wins and r.workload not in pins]
+            records += [r for wl, r in pins.items() if wl not in wins]
         _load_intrinsics_for(records)
         for r in records:
             mod_json = r.mod or index.workloads.get(r.workload)
@@ -334,13 +374,14 @@ class Store:
 
     def write_shard(self, records: Iterable[Record], workloads: dict[str, str], label: str,
                     tallies: dict | None = None, defaults: Iterable[dict] | None = None,
-                    machines: dict[str, str] | None = None) -> Path | None:
+                    machines: dict[str, str] | None = None, pins: Iterable[dict] | None = None) -> Path | None:
         """Write `records` (and trial tallies of dropped records, keyed by workload or by (workload,
-        machine), and default-schedule lines) to one new shard atomically; returns its path (None
-        when empty). `machines` (id -> name) goes into the header."""
+        machine), default-schedule lines and `in_model` pins) to one new shard atomically; returns
+        its path (None when empty). `machines` (id -> name) goes into the header."""
         records = list(records)
         defaults = [d for d in (defaults or []) if d.get("workload") in workloads]
-        if not records and not defaults:
+        pins = [p for p in (pins or []) if p.get("workload") in workloads]
+        if not records and not defaults and not pins:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
         final = self.path / (_shard_name(label) + ".gz")
@@ -368,7 +409,8 @@ class Store:
                     if machine:
                         line["machine"] = machine
                     f.write(_dumps(line) + "\n")
-            for line in sorted(defaults, key=lambda d: (d["workload"], str(d.get("machine") or ""))):
+            for line in [*sorted(defaults, key=lambda d: (d["workload"], str(d.get("machine") or ""))),
+                         *sorted(pins, key=lambda d: (d["workload"], d["machine"]))]:
                 wl = line["workload"]
                 if wl not in current:
                     current[wl] = workloads[wl]
@@ -385,7 +427,7 @@ class Store:
         """Replace the shards `index` read whole by one shard holding `records` and the tallies of
         the trials left out; shards it could not read whole stay (caller holds the exclusive lock)."""
         new = self.write_shard(records, index.workloads, label, dropped_tallies(index, records),
-                               index.default_lines.values(), index.machines)
+                               index.default_lines.values(), index.machines, index.pins.values())
         for shard in index.shards:
             if shard != new and shard not in index.skipped:
                 shard.unlink(missing_ok=True)
@@ -478,16 +520,19 @@ class _Lock:
 
 
 # -- operations over indexes (no TVM) -----------------------------------------------------------------
-def best_k(index: Index, k: int) -> list[Record]:
+def best_k(index: Index, k: int, pinned: bool = True) -> list[Record]:
     """The `k` fastest distinct successful records of every workload measured on each machine
     (failures dropped): times from different machines are not compared, so one machine's faster
-    clock never pushes another machine's records out."""
+    clock never pushes another machine's records out. `pinned`: and every record an `in_model`
+    line pins, whatever its rank (what compaction keeps)."""
+    pins = {(wl, m, line["trace_sha"]) for (wl, m), line in index.pins.items()} if pinned else set()
     out: list[Record] = []
-    for _, recs in sorted(index.by_workload().items()):
+    for wl, recs in sorted(index.by_workload().items()):
         ok = _dedupe(r for r in recs if r.ok)
         for machine in sorted({r.machine or "" for r in ok}):
-            mine = [r for r in ok if (r.machine or "") == machine]
-            out.extend(sorted(mine, key=lambda r: r.seconds)[:k])
+            mine = sorted((r for r in ok if (r.machine or "") == machine), key=lambda r: r.seconds)
+            out.extend(mine[:k])
+            out.extend(r for r in mine[k:] if (wl, r.machine, r.data.get("trace_sha")) in pins)
     return out
 
 
@@ -579,6 +624,13 @@ def _read_lines(path: Path, f, index: Index, read: list[int]) -> None:
                 index.problems.append(f"{where}: corrupt default line skipped")
                 continue
             index.add_default(obj)
+        elif kind == "in_model":
+            secs = obj.get("secs")
+            if not (all(isinstance(obj.get(k), str) and obj[k] for k in ("workload", "trace_sha", "machine"))
+                    and isinstance(secs, (int, float)) and math.isfinite(secs) and secs > 0):
+                index.problems.append(f"{where}: corrupt in_model line skipped")
+                continue
+            index.add_pin(obj)
         elif kind == "tally":
             if not isinstance(obj.get("workload"), str) or not isinstance(obj.get("trials"), int):
                 index.problems.append(f"{where}: corrupt tally line skipped")

@@ -58,6 +58,7 @@ class TuneOptions:
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
     layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the store's, else the target's
     conv: str | None = None  # 3x3 stride-1 convolutions: direct, winograd; None: the store's, else direct
+    tasks: list[str] = field(default_factory=list)  # --tasks: shell patterns of the task names to tune (empty: all)
 
 
 @dataclass
@@ -173,10 +174,26 @@ def tune_model(model, options: TuneOptions, progress: Callable[[Progress], None]
         names.append(src.name)
     if not tasks:
         raise UserError("the model has no kernels to tune")
+    if options.tasks:
+        tasks, origins = select_tasks(tasks, origins, options.tasks)
     result = tune_tasks(tasks, target, options, progress, stage, model_label=options.model_label or "+".join(names),
                         should_stop=should_stop, origins=None if options.model_label else origins, index=index)
     result.layouts = layouts
     return result
+
+
+def select_tasks(tasks: list, origins: list[str], patterns: list[str]) -> tuple[list, list[str]]:
+    """The tasks whose names match one of the shell `patterns` (`--tasks`), with their origins;
+    a pattern that matches nothing is a user error that lists the names there are."""
+    import fnmatch
+
+    names = [t.task_name for t in tasks]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        shown = ", ".join(sorted(set(names))[:12]) + (", ..." if len(set(names)) > 12 else "")
+        raise UserError(f"--tasks {','.join(unmatched)}: no kernel of the model is named so (its kernels: {shown})")
+    keep = [i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [tasks[i] for i in keep], [origins[i] for i in keep]
 
 
 def tune_tasks(extracted, target: Target, options: TuneOptions, progress=None, stage=None,
