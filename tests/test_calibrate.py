@@ -7,31 +7,19 @@ them), never which one was picked; the pin tests write their pins by hand."""
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import assert_user_error, run_cli, shard_files, shard_text
 from crosstune.compile import package
 from crosstune.targets.host import this_machine
 from crosstune.tuning import logstore
-from test_tuning import FAST, compile_coverage, records, table_rows, tuned_store
-
-
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory, model_dir):
-    return tuned_store(tmp_path_factory, model_dir)
-
-
-@pytest.fixture
-def store(tuned, tmp_path) -> Path:
-    dst = tmp_path / "store"
-    shutil.copytree(tuned.store, dst)
-    return dst
+from test_logs import store, tuned  # noqa: F401 - fixtures: the session's tuned matmul store and a private copy
+from test_tuning import FAST, compile_coverage, records, table_rows
 
 
 def lines_of(store: Path, kind: str) -> list[dict]:
@@ -173,7 +161,7 @@ def test_ctrl_c_during_calibrate_leaves_the_store_as_it_was(tuned, store, tmp_pa
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "crosstune", "calibrate", str(tuned.model), "--db", str(store),
                                  "--rounds", "50", "--runs", "50"], stdout=f, stderr=subprocess.STDOUT,
-                                env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 300
     while "timing every kernel" not in log.read_text() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
