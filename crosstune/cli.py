@@ -520,7 +520,7 @@ def cmd_calibrate(args) -> int:
                             margin=args.margin / 100.0, check=not args.no_check, threads=args.threads,
                             input_shapes=_shapes(args.input_shape), bindings=parse_bindings(args.bind))
     say(f"calibrating {args.model} for {args.target}: each kernel's best records timed inside the model")
-    res = calibrate(args.model, opts, lambda line: say("  " + line))
+    res = calibrate(args.model, opts, lambda line: say("  " + line), should_stop=_Interrupt.tuning_stop_requested)
 
     def us(x: float) -> str:
         return "-" if x == float("inf") else f"{x:.1f}"

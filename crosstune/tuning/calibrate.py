@@ -96,7 +96,11 @@ class CalibrateResult:
         return [k for k in self.kernels if k.pick != 0]
 
 
-def calibrate(model, options: CalibrateOptions, say: Callable[[str], None] = lambda s: None) -> CalibrateResult:
+def calibrate(model, options: CalibrateOptions, say: Callable[[str], None] = lambda s: None,
+              should_stop: Callable[[], bool] = lambda: False) -> CalibrateResult:
+    """`should_stop()` is polled between builds and between timed runs: when it turns true, calibrate
+    raises KeyboardInterrupt (nothing has been written by then). A Ctrl-C that arrives while TVM's
+    C++ runs the model or the profile hook does not always surface as an exception; the poll does."""
     from .. import targets
     from ..compile import pipeline, relax_import
     from ..targets.host import this_machine
@@ -174,13 +178,17 @@ def calibrate(model, options: CalibrateOptions, say: Callable[[str], None] = lam
     say(f"{len(kernels)} tuned kernels, up to {max(len(k.candidates) for k in kernels)} candidate records each; "
         f"{untuned} on default schedules" + (f"; convolutions {pipeline.describe_form(form)}" if form else ""))
 
+    def check() -> None:
+        if should_stop():
+            raise KeyboardInterrupt
+
     with tempfile.TemporaryDirectory(prefix="crosstune-calibrate-") as tmp:
-        build = _builder(model, target, options, layout, conv, workloads, Path(tmp))
+        build = _builder(model, target, options, layout, conv, workloads, Path(tmp), check)
         say(f"building {variants} variants of the model ...")
         models = [build(f"v{i}", {k.workload: k.candidates[i if i < len(k.candidates) else 0].record for k in kernels})
                   for i in range(variants)]
         say(f"timing every kernel in every variant: {options.rounds} rounds of {options.runs} runs, taking turns ...")
-        _time_kernels(models, kernels, options)
+        _time_kernels(models, kernels, options, check)
         for k in kernels:
             best = min(range(len(k.candidates)), key=lambda i: k.in_model_us[i])
             if k.in_model_us[best] < k.in_model_us[0] * (1 - options.margin):
@@ -193,36 +201,40 @@ def calibrate(model, options: CalibrateOptions, say: Callable[[str], None] = lam
         if options.check:
             say(f"checking: the model with {len(changed)} kernels changed against the usual build ...")
             picked = build("picked", {k.workload: k.picked.record for k in kernels})
-            result.usual_ms, result.picked_ms = _time_models([models[0], picked], options)
+            result.usual_ms, result.picked_ms = _time_models([models[0], picked], options, check)
             if result.picked_ms >= result.usual_ms:
                 say(f"the picks ran {result.picked_ms:.3f} ms against {result.usual_ms:.3f} with the usual records: "
                     "nothing written")
                 result.seconds = time.perf_counter() - started
                 return result
+    check()
     result.shard, result.written = _write(store, result, machine, workloads)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _builder(model, target, options: CalibrateOptions, layout, conv, workloads: dict, tmp: Path):
+def _builder(model, target, options: CalibrateOptions, layout, conv, workloads: dict, tmp: Path,
+             check: Callable[[], None]):
     """build(name, {workload: record}) -> a loaded model compiled with exactly those records."""
     from ..compile.driver import compile_model
     from ..compile.options import CompileOptions
     from ..runtime import load
 
     def build(name: str, chosen: dict):
+        check()
         db = tmp / f"{name}-db"
         logstore.Store(db).write_shard(chosen.values(), workloads, "calibrate")
         out = tmp / f"{name}.ctm"
         compile_model(model, CompileOptions(target=options.target, output=str(out), db=str(db),
                                             input_shapes=dict(options.input_shapes), bindings=dict(options.bindings),
                                             layout=layout, conv=conv if layout else None), lambda stage: None)
+        check()
         return load(out, threads=options.threads)
 
     return build
 
 
-def _time_kernels(models: list, kernels: list[Kernel], options: CalibrateOptions) -> None:
+def _time_kernels(models: list, kernels: list[Kernel], options: CalibrateOptions, check: Callable[[], None]) -> None:
     """Each kernel's median time a model run in each variant (rounds take turns between variants)."""
     inputs = models[0].example_inputs(0)
     samples: list[dict[str, list[float]]] = [dict() for _ in models]
@@ -231,6 +243,7 @@ def _time_kernels(models: list, kernels: list[Kernel], options: CalibrateOptions
         order = list(range(len(models)))
         order = order[r % len(order):] + order[:r % len(order)]
         for i in order:
+            check()
             prof = models[i].profile(inputs, runs=options.runs)
             for c in prof.calls:
                 name = c.name.removesuffix("_prepacked")
@@ -242,12 +255,13 @@ def _time_kernels(models: list, kernels: list[Kernel], options: CalibrateOptions
                          for i in range(len(k.candidates))]
 
 
-def _time_models(models: list, options: CalibrateOptions) -> tuple[float, ...]:
+def _time_models(models: list, options: CalibrateOptions, check: Callable[[], None]) -> tuple[float, ...]:
     """Median latency (ms) of each model, `rounds` rounds of timed runs taking turns."""
     inputs = models[0].example_inputs(0)
     samples: list[list[float]] = [[] for _ in models]
     for r in range(max(3, options.rounds)):
         for i in (range(len(models)) if r % 2 == 0 else reversed(range(len(models)))):
+            check()
             stats = models[i].benchmark(inputs, warmup=3, repeat=max(10, options.runs))
             samples[i].extend(stats.samples_ms or [stats.median_ms])
     return tuple(statistics.median(s) for s in samples)
