@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import assert_user_error, run_cli, shard_files, shard_text
+from conftest import assert_user_error, default_sigint, run_cli, shard_files, shard_text
 from crosstune.compile import package
 from crosstune.targets.host import this_machine
 from crosstune.tuning import logstore
@@ -161,7 +161,7 @@ def test_ctrl_c_during_calibrate_leaves_the_store_as_it_was(tuned, store, tmp_pa
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "crosstune", "calibrate", str(tuned.model), "--db", str(store),
                                  "--rounds", "5000", "--runs", "200"], stdout=f, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_sigint)
     try:
         deadline = time.time() + 300
         while "timing every kernel" not in log.read_text() and proc.poll() is None and time.time() < deadline:
