@@ -256,15 +256,17 @@ def _time_kernels(models: list, kernels: list[Kernel], options: CalibrateOptions
 
 
 def _time_models(models: list, options: CalibrateOptions, check: Callable[[], None]) -> tuple[float, ...]:
-    """Median latency (ms) of each model, `rounds` rounds of timed runs taking turns."""
-    inputs = models[0].example_inputs(0)
-    samples: list[list[float]] = [[] for _ in models]
-    for r in range(max(3, options.rounds)):
-        for i in (range(len(models)) if r % 2 == 0 else reversed(range(len(models)))):
-            check()
-            stats = models[i].benchmark(inputs, warmup=3, repeat=max(10, options.runs))
-            samples[i].extend(stats.samples_ms or [stats.median_ms])
-    return tuple(statistics.median(s) for s in samples)
+    """Median latency (ms) of each model, timed taking turns (`compare.engine.benchmark_rounds`)."""
+    from ..compare.engine import CrosstuneEngine, benchmark_rounds
+
+    rounds = max(3, options.rounds)
+    stats = benchmark_rounds([CrosstuneEngine(m) for m in models], models[0].example_inputs(0), rounds=rounds,
+                             warmup=3, repeat=rounds * max(10, options.runs), max_seconds=None)
+    check()
+    for s in stats:
+        if isinstance(s, BaseException):
+            raise s
+    return tuple(s.median_ms for s in stats)
 
 
 def _write(store: logstore.Store, result: CalibrateResult, machine, workloads: dict) -> tuple[str | None, int]:
