@@ -110,6 +110,8 @@ def test_corrupt_pin_is_reported_and_skipped(tuned, store, tmp_path):
     assert applied_secs(store, wl)[0] == best  # back to the fastest record
     proc = run_cli("compile", tuned.model, "--db", store, "-o", tmp_path / "m.ctm", check=0)
     assert "inside the model" not in proc.stdout
+    proc = run_cli("calibrate", tuned.model, "--db", store, "--rounds", 1, "--runs", 2, "--no-check", check=0)
+    assert "  tuning log: " in proc.stdout and "pin-by-hand.jsonl:3: corrupt in_model line skipped" in proc.stdout
 
 
 def test_calibrate_pins_what_it_picked_and_compile_applies_it(tuned, store, tmp_path):

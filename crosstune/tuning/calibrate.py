@@ -119,6 +119,8 @@ def calibrate(model, options: CalibrateOptions, say: Callable[[str], None] = lam
     if not store.exists():
         raise UserError(f"no tuning logs in {store.path}: tune the model first (`crosstune tune`)")
     index = store.load().view(machine.id)
+    for p in index.problems:  # corrupt or truncated lines: skipped, said before minutes of building
+        say(f"tuning log: {p}")
     if not any(r.machine == machine.id for r in index.records):
         raise UserError(f"{store.path} holds no record measured on this machine ({machine.id}): tune the model here "
                         "first (`crosstune tune`); calibration picks among this machine's records")
