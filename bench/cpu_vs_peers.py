@@ -7,7 +7,10 @@ crosstune untuned (TVM default schedules, timed on its own), ONNX Runtime (all g
 (f32 inference precision hint, latency mode) and PyTorch eager (the zoo's torch definitions, the
 same seeded weights). Every engine gets the same seeded inputs; outputs are checked against ONNX
 Runtime. The engines take turns being timed (`--rounds`, 5: each gets a fifth of `--repeat` in
-every round, samples pooled), so a machine whose speed drifts slows them all alike. Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
+every round, samples pooled), so a machine whose speed drifts slows them all alike; each turn starts
+once the previous engine's worker threads have stopped spinning (`compare.engine.settle`; before
+2026-12-07 they did not, and the engine timed after TVM or ONNX Runtime shared the 2 cores with
+their spinning threads). Prints median latencies and each peer's ratio to crosstune (>1: crosstune is faster), and
 how many trials the stored records hold for each model's kernels. Writes one results document per
 model, bench/results/cpu_vs_peers-<preset>.<model>.results.json (`crosstune report` turns them into
 a report), and the printed table as bench/results/cpu_vs_peers-<preset>.txt. Needs

@@ -116,13 +116,18 @@ def test_bench_bad_options(model_dir):
     assert_user_error(run_cli("bench", model_dir / "conv.onnx", "--rounds", "0"), "--rounds must be >= 1")
 
 
-def test_engines_take_turns_being_timed(model_dir):
+def test_engines_take_turns_being_timed(model_dir, monkeypatch):
     """`benchmark_rounds`: every engine is timed in each round before any is timed again, `repeat`
-    runs split over the rounds and pooled; an engine that fails is reported and not timed again."""
+    runs split over the rounds and pooled, each turn after the process has settled; an engine that
+    fails is reported and not timed again."""
+    from crosstune.compare import engine
     from crosstune.compare.engine import benchmark_rounds
     from crosstune.compare.onnxruntime import OnnxRuntimeEngine
 
     calls = []
+    settled = []
+    real_settle = engine.settle
+    monkeypatch.setattr(engine, "settle", lambda: settled.append(len(calls)) or real_settle())
 
     class Logged(OnnxRuntimeEngine):  # ONNX Runtime itself, with its calls written down
         def __init__(self, tag, fail_at=None):
@@ -140,12 +145,41 @@ def test_engines_take_turns_being_timed(model_dir):
     x = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32)}
     sa, sb, sc = benchmark_rounds([a, b, c], x, rounds=3, warmup=2, repeat=7, max_seconds=None)
     assert calls == [("a", 3, 2), ("b", 3, 2), ("c", 3, 2), ("a", 2, 1), ("b", 2, 1), ("c", 2, 1), ("a", 2, 1), ("b", 2, 1)]
+    assert settled == list(range(8))  # before every turn, the failed engine's included
     assert (sa.count, sa.rounds, sa.warmup) == (7, 3, 4) and sb.count == 7 and len(sa.samples_ms) == 7
     assert sa.min_ms <= sa.median_ms <= sa.max_ms and "samples_ms" not in sa.to_json()
     assert isinstance(sc, RuntimeError) and str(sc) == "board went away"
     calls.clear()
     (one,) = benchmark_rounds([a], x, rounds=5, warmup=1, repeat=2, max_seconds=None)  # fewer runs than rounds
     assert one.count == 2 and one.rounds == 2 and calls == [("a", 1, 1), ("a", 1, 1)]
+
+
+def test_settle_waits_until_other_threads_stop_spinning():
+    """`settle` returns once the process's other threads are idle (a thread spinning like an engine's
+    worker pool after a run holds it until it stops), and gives up after `max_seconds`."""
+    import threading
+    import time
+
+    from crosstune.compare.engine import SETTLE_MAX_S, settle
+
+    def spin(seconds, done):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        done.set()
+
+    done = threading.Event()
+    threading.Thread(target=spin, args=(0.3, done), daemon=True).start()
+    waited = settle()
+    assert done.is_set(), "settle returned while another thread was still busy"
+    assert waited < SETTLE_MAX_S
+    assert settle() < SETTLE_MAX_S  # idle: it does not wait for the cap
+
+    forever = threading.Event()
+    threading.Thread(target=spin, args=(3.0, forever), daemon=True).start()
+    settle(max_seconds=0.2)
+    assert not forever.is_set(), "settle waited past its max_seconds for a thread that stays busy"
+    forever.wait()
 
 
 def test_torch_engine_runs_the_zoo_definition(tmp_path):

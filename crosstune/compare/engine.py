@@ -7,6 +7,7 @@ with that reason instead of dropping it."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -72,6 +73,32 @@ class CrosstuneEngine(Engine):
         return self.compiled.benchmark(inputs, warmup=warmup, repeat=repeat, max_seconds=max_seconds)
 
 
+# `settle`: this process counts as idle when its threads used less than IDLE_CORES of a core over one
+# WINDOW_S window; it waits at most SETTLE_MAX_S.
+WINDOW_S = 0.01
+IDLE_CORES = 0.1
+SETTLE_MAX_S = 1.0
+
+
+def settle(max_seconds: float = SETTLE_MAX_S) -> float:
+    """Wait until this process's other threads are idle; return the seconds waited.
+
+    Engines keep their worker threads spinning for a while after a run, so that the next run starts
+    without a wake-up: measured after a MobileNetV2 run on the 2-core Xeon VM, TVM's thread pool kept one
+    core busy for ~45 ms and ONNX Runtime's for ~25 ms (OpenVINO and PyTorch under 10 ms). An engine timed
+    right after another then shares the cores with the spinning threads for its first runs, which at a
+    few ms a run and a handful of runs a turn is its whole turn. This waits, in WINDOW_S steps, until
+    the process's CPU time (all its threads) grows by less than IDLE_CORES of a core in a step."""
+    start = time.perf_counter()
+    while True:
+        cpu0 = time.process_time()
+        time.sleep(WINDOW_S)
+        if time.process_time() - cpu0 < IDLE_CORES * WINDOW_S:
+            return time.perf_counter() - start
+        if time.perf_counter() - start >= max_seconds:
+            return time.perf_counter() - start
+
+
 def benchmark_rounds(engines: list[Engine], inputs: dict[str, np.ndarray], *, rounds: int, warmup: int,
                      repeat: int, max_seconds: float | None) -> list:
     """Time `engines` taking turns: `rounds` rounds, each engine timed for its share of `repeat` (and
@@ -80,6 +107,7 @@ def benchmark_rounds(engines: list[Engine], inputs: dict[str, np.ndarray], *, ro
     10.3 ms a minute apart), every engine then meets the same drift, so ratios between them hold
     where one block per engine would compare a fast minute with a slow one. The first round warms
     each engine up `warmup` runs, later rounds once (another engine has had the caches meanwhile).
+    Before each turn it waits for the previous engine's worker threads to stop spinning (`settle`).
     One result per engine, in order: its stats, or the exception that stopped it (it is not timed
     in later rounds)."""
     if rounds < 1 or repeat < 1:
@@ -93,6 +121,7 @@ def benchmark_rounds(engines: list[Engine], inputs: dict[str, np.ndarray], *, ro
         for i, e in enumerate(engines):
             if failed[i] is not None:
                 continue
+            settle()
             try:
                 parts[i].append(e.benchmark(inputs, warmup=warmup if r == 0 else 1, repeat=share,
                                             max_seconds=budget))
