@@ -329,8 +329,9 @@ def _report_tuning(tuning, args, build: dict | None = None) -> None:
     if layout:
         why = (build or {}).get("layout_reason")
         conv = (build or {}).get("conv")
-        form = layout + ("+winograd" if conv == "winograd" else "")
-        from .compile.pipeline import describe_form
+        from .compile.pipeline import describe_form, form_of
+
+        form = form_of(layout, conv)
 
         say(f"  convolutions: {describe_form(form)}" + (f" ({why})" if why and why != "given" else ""))
 
@@ -851,8 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arithmetic of the kernels: fp16 on GPU targets (fp32 accumulation; inputs and outputs keep their dtypes)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
-    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
-                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
+    s.add_argument("--conv", choices=["direct", "winograd", "winograd-f2"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct; winograd: F(4x4, 3x3), 4x fewer multiply-adds, on maps of 49+ 4x4 tiles; winograd-f2: that, and F(2x2, 3x3), 2.25x fewer, on maps of 49+ 2x2 tiles only (default: the one the stored records make faster, else direct)")
     s.add_argument("--db", metavar="DIR", help="tuning-log folder (default: logs/<target preset>/, or under $CROSSTUNE_LOGS)")
     s.add_argument("--no-logs", action="store_true", help="ignore stored tuning records (TVM's default schedules)")
     s.add_argument("--tuned-on", metavar="MACHINE", help="prefer the tuning records measured on this machine kind (an id `crosstune logs show` lists, e.g. intel-6-143), or 'any' (the fastest stored time wins); default: this machine's when the code runs here")
@@ -896,8 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tune the kernels of these precisions' builds (fp16: GPU targets)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
-    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
-                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
+    s.add_argument("--conv", choices=["direct", "winograd", "winograd-f2"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct; winograd: F(4x4, 3x3), 4x fewer multiply-adds, on maps of 49+ 4x4 tiles; winograd-f2: that, and F(2x2, 3x3), 2.25x fewer, on maps of 49+ 2x2 tiles only (default: the one the stored records make faster, else direct)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("calibrate", help="time each kernel's best stored records inside the model on this machine "
@@ -993,8 +994,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: fp32, fp16 (fp16 on GPU targets; default fp32)")
     s.add_argument("--layout", choices=["NCHW", "NHWC"], default=None,
                    help="data layout of the 2-D convolutions (default: the one the stored records cover the model better in, else the target's, NHWC for the presets)")
-    s.add_argument("--conv", choices=["direct", "winograd"], default=None,
-                   help="3x3 stride-1 convolutions (fp32): direct, or Winograd F(4x4, 3x3) with 4x fewer multiply-adds (default: the one the stored records make faster, else direct)")
+    s.add_argument("--conv", choices=["direct", "winograd", "winograd-f2"], default=None,
+                   help="3x3 stride-1 convolutions (fp32): direct; winograd: F(4x4, 3x3), 4x fewer multiply-adds, on maps of 49+ 4x4 tiles; winograd-f2: that, and F(2x2, 3x3), 2.25x fewer, on maps of 49+ 2x2 tiles only (default: the one the stored records make faster, else direct)")
     s.add_argument("--repeat", type=int, default=30, help="timed runs per engine (default 30)")
     s.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     s.add_argument("--max-seconds", type=float, default=20.0, help="timing time limit per engine (default 20)")

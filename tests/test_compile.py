@@ -426,6 +426,53 @@ def test_winograd_leaves_convolutions_with_few_tiles_direct(tmp_path):
     assert winograd.count_eligible(rm.mod) == 2
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_winograd_f2_takes_maps_too_small_for_4x4_tiles(tmp_path, layout):
+    """--conv winograd-f2 runs a convolution whose map has fewer than 49 4x4 tiles but 49+ 2x2 tiles
+    (14x14, ResNet-50's third stage at batch 1) as Winograd F(2x2, 3x3): 4x4 transformed filters, the
+    outputs of ONNX Runtime. Where 4x4 tiles are enough it takes F(4x4, 3x3), as --conv winograd
+    does; a 7x7 map (16 2x2 tiles) stays direct."""
+    import onnx
+    import tvm
+    from tvm import relax
+
+    from crosstune import targets
+    from crosstune.compile import pipeline, relax_import, winograd
+
+    small = tmp_path / "small.onnx"
+    onnx.save(models.winograd_net(size=14), small)
+    _, rm = relax_import.load_and_import(small, {}, {})
+    assert winograd.tile_counts(rm.mod, winograd.TILES["winograd"]) == {}
+    assert winograd.tile_counts(rm.mod, winograd.TILES["winograd-f2"]) == {2: 2}
+    target = targets.get("x86-avx2")
+    built = pipeline.build(rm.mod, rm.weights, target, layout=f"{layout}+winograd-f2")
+    shapes = sorted(tuple(int(d) for d in w.shape) for w in built.weights)
+    assert sum(1 for sh in shapes if len(sh) == 4 and sh[:2] == (4, 4)) == 2, shapes
+    x = np.random.default_rng(5).standard_normal((1, 16, 14, 14)).astype(np.float32)
+    y = relax.VirtualMachine(built.executable, tvm.cpu())["main"](tvm.runtime.tensor(x), *built.weights).numpy()
+    np.testing.assert_allclose(y, _ort(small, {"x": x})["y"], rtol=1e-4, atol=1e-4)
+
+    out = tmp_path / "s.ctm"
+    proc = run_cli("compile", small, "--target", "host", "--conv", "winograd-f2", "--layout", layout, "-o", out)
+    assert f"  convolutions: {layout}, 3x3 as Winograd F(4x4, 3x3), on smaller maps F(2x2, 3x3)\n" in proc.stdout
+    assert json.loads(zipfile.ZipFile(out).read("metadata.json"))["build"]["conv"] == "winograd-f2"
+
+    _, big = relax_import.load_and_import(models_path(tmp_path, models.winograd_net(size=26)), {}, {})
+    assert winograd.tile_counts(big.mod, winograd.TILES["winograd-f2"]) == {4: 2}  # 4x4 tiles first
+    _, tiny = relax_import.load_and_import(models_path(tmp_path, models.winograd_net(size=7)), {}, {})
+    assert winograd.count_eligible(tiny.mod, winograd.TILES["winograd-f2"]) == 0
+    assert_user_error(run_cli("compile", models_path(tmp_path, models.winograd_net(size=7)), "--target", "host",
+                              "--conv", "winograd-f2", "-o", tmp_path / "t.ctm"), "--conv winograd-f2", "4x4 or 2x2 tiles")
+
+
+def models_path(tmp_path, proto):
+    import onnx
+
+    path = tmp_path / f"{proto.graph.name}-{proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value}.onnx"
+    onnx.save(proto, path)
+    return path
+
+
 def test_form_choice_weighs_winograd_against_direct_convolutions():
     """The store decides among the layouts and algorithms it has records for: fewer kernels without
     records first, then the smaller sum of stored times."""

@@ -44,7 +44,7 @@ class BenchOptions:
     db: str | None = None
     tuned_on: str | None = None  # whose tuning records (CompileOptions.tuned_on)
     layout: str | None = None  # crosstune's convolution layout (None: the target's)
-    conv: str | None = None  # crosstune's 3x3 convolutions: direct, winograd (None: the store's, else direct)
+    conv: str | None = None  # crosstune's 3x3 convolutions: direct, winograd, winograd-f2 (None: the store's, else direct)
 
 
 @dataclass

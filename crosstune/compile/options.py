@@ -31,7 +31,8 @@ class CompileOptions:
     layout: data layout of the 2-D convolutions, "NCHW" (as imported) or "NHWC" (channels-last);
         None: the layout the store's records cover the model better in, else the target preset's
         (`layout` key, NHWC where it has none); see `pipeline.resolve_layout`.
-    conv: how 3x3 stride-1 convolutions are computed, "direct" or "winograd" (F(4x4, 3x3), fp32);
+    conv: how 3x3 stride-1 convolutions are computed, "direct", "winograd" (F(4x4, 3x3), fp32) or
+        "winograd-f2" (F(4x4, 3x3) and, on smaller maps, F(2x2, 3x3)); see compile/winograd.py;
         None: the one the store's records cover the model better in (with `layout`), else direct.
     bindings: {input name: numpy value}: these model inputs become constants of the given values
         (`--bind NAME=FILE.npy`), for inputs TVM needs as constants (axes, sizes, k, ...); the

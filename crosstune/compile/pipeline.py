@@ -40,19 +40,28 @@ PRECISIONS = ("fp32", "fp16")
 # coalesced loads into tensor-core tiles on GPUs come from that axis instead of from rows of 7 or 14
 # pixels. The model's inputs and outputs keep their layout (one transpose at each end).
 LAYOUTS = ("NCHW", "NHWC")
-# How 3x3 stride-1 convolutions are computed: directly, or as Winograd F(4x4, 3x3) (compile/winograd.py:
-# 4x fewer multiply-adds, fp32 builds only). A build's "form" is its layout with "+winograd" where
-# its convolutions are Winograd: "NHWC", "NCHW+winograd", ...
-CONVS = ("direct", "winograd")
-WINOGRAD = "+winograd"
+# How 3x3 stride-1 convolutions are computed (compile/winograd.py; Winograd in fp32 builds only):
+# directly; as Winograd F(4x4, 3x3) where a map has 49+ 4x4 tiles (4x fewer multiply-adds); or, with
+# "winograd-f2", also as F(2x2, 3x3) where it has 49+ 2x2 tiles only (2.25x fewer). A build's "form"
+# is its layout with the algorithm's suffix: "NHWC", "NCHW+winograd", "NHWC+winograd-f2", ...
+CONVS = ("direct", "winograd", "winograd-f2")
+SUFFIX = {"direct": "", "winograd": "+winograd", "winograd-f2": "+winograd-f2"}
+_DESCRIBE = {"direct": "", "winograd": ", 3x3 as Winograd F(4x4, 3x3)",
+             "winograd-f2": ", 3x3 as Winograd F(4x4, 3x3), on smaller maps F(2x2, 3x3)"}
+
+
+def form_of(layout: str, conv: str | None) -> str:
+    """The build form of `layout` with `conv` convolutions ("NHWC", "winograd" -> "NHWC+winograd")."""
+    return layout + SUFFIX.get(conv or "direct", "")
 
 
 def split_form(form: str | None) -> tuple[str | None, str]:
     """(layout, conv) of a build form ("NHWC+winograd" -> ("NHWC", "winograd"))."""
     if form is None:
         return None, "direct"
-    if form.endswith(WINOGRAD):
-        return form[: -len(WINOGRAD)], "winograd"
+    for conv, suffix in SUFFIX.items():
+        if suffix and form.endswith(suffix):
+            return form[: -len(suffix)], conv
     return form, "direct"
 
 
@@ -60,7 +69,7 @@ def describe_form(form: str | None) -> str:
     layout, conv = split_form(form)
     if layout is None:
         return ""
-    return layout + (", 3x3 as Winograd F(4x4, 3x3)" if conv == "winograd" else "")
+    return layout + _DESCRIBE[conv]
 
 
 @dataclass
@@ -176,14 +185,17 @@ def resolve_layout(mod, target: Target, precisions, index=None, given: str | Non
     if problem and given:
         raise UserError(f"--layout NHWC: TVM's ConvertLayout cannot convert this model ({problem}); "
                         "build it with --layout NCHW")
-    winograd_ok = _winograd_applies(mod, precisions)
-    if conv == "winograd" and not winograd_ok:
-        raise UserError("--conv winograd: the model has no float32 3x3 stride-1 convolution with at least "
-                        "16 channels and 49 output tiles (batch x rows x columns of 4x4 tiles)"
+    applies = _winograd_convs(mod, precisions)
+    if conv in applies and not applies[conv]:
+        m = "4x4" if conv == "winograd" else "4x4 or 2x2"
+        raise UserError(f"--conv {conv}: the model has no float32 3x3 stride-1 convolution with at least "
+                        f"16 channels and 49 output tiles (batch x rows x columns of {m} tiles)"
                         + (" (fp16 builds keep direct convolutions)" if "fp32" not in precisions else ""))
     layouts = ["NCHW"] if problem else [given] if given else [target.layout, *[x for x in LAYOUTS if x != target.layout]]
-    convs = [conv] if conv else ["direct", "winograd"] if winograd_ok else ["direct"]
-    forms = [lay + (WINOGRAD if c == "winograd" else "") for lay in layouts for c in convs]
+    # winograd-f2 is a form of its own only where it turns more convolutions into Winograd than winograd
+    convs = [conv] if conv else ["direct", *[c for c in applies if applies[c]
+                                             and (c == "winograd" or applies[c] != applies["winograd"])]]
+    forms = [form_of(lay, c) for lay in layouts for c in convs]
     if len(forms) == 1:
         return forms[0], (f"TVM's ConvertLayout cannot convert it to NHWC: {problem}" if problem else "given")
     if index is not None and index.records:
@@ -194,10 +206,13 @@ def resolve_layout(mod, target: Target, precisions, index=None, given: str | Non
     return forms[0], "given" if given or conv else "the target's"
 
 
-def _winograd_applies(mod, precisions) -> bool:
+def _winograd_convs(mod, precisions) -> dict[str, int]:
+    """Winograd algorithm -> how many of the model's convolutions it turns into Winograd (0 for
+    builds without fp32)."""
     from . import winograd
 
-    return "fp32" in list(precisions) and winograd.count_eligible(mod) > 0
+    fp32 = "fp32" in list(precisions)
+    return {conv: winograd.count_eligible(mod, tiles) if fp32 else 0 for conv, tiles in winograd.TILES.items()}
 
 
 def has_conv2d(mod) -> bool:
@@ -229,10 +244,10 @@ def relayout(mod, weights, target: Target, layout: str = "NCHW", precision: str 
     check_layout(layout)
     if layout != "NCHW":
         mod, weights = _lift_weight_ops(_convert_layout(mod, layout), weights, target)
-    if conv == "winograd" and precision == "fp32":
+    if conv != "direct" and precision == "fp32":
         from . import winograd
 
-        mod, _ = winograd.rewrite(mod)
+        mod, _ = winograd.rewrite(mod, winograd.TILES[conv])
         mod, weights = _lift_weight_ops(mod, weights, target)
     return mod, weights
 

@@ -1,4 +1,5 @@
-"""Winograd convolution: 3x3 stride-1 convolutions as F(4x4, 3x3) transforms around a batched GEMM.
+"""Winograd convolution: 3x3 stride-1 convolutions as F(4x4, 3x3) or F(2x2, 3x3) transforms around a
+batched GEMM.
 
 A direct 3x3 convolution computes 9 multiply-adds per output and input channel; Winograd's minimal
 filtering F(m x m, 3 x 3) computes a tile of m x m outputs from (m+2) x (m+2) inputs with (m+2)^2
@@ -18,13 +19,20 @@ weights; nothing is transformed per inference).
 
 `rewrite` replaces every eligible `relax.nn.conv2d` of a model: a weight parameter of shape
 (CO, CI, 3, 3) (OIHW, NCHW data) or (CO, 3, 3, CI) (OHWI, NHWC data), stride 1, dilation 1, one
-group, float32, 16+ channels and 49+ output tiles (`MIN_TILES`). fp16 builds keep direct
-convolutions: the transforms lose too many bits in fp16, and tensor cores already run the direct form.
+group, float32, 16+ channels and 49+ output tiles (`MIN_TILES`). It takes the largest of the tile
+sizes it is given (`tiles`) that leaves 49+ tiles: F(4x4, 3x3) only (`--conv winograd`), or
+F(4x4, 3x3) and else F(2x2, 3x3) (`--conv winograd-f2`). F(2x2, 3x3) computes 16 products for 4
+outputs instead of 36 (2.25x fewer multiply-adds than direct, against 4x), but its transformed
+weights are 1.8x the 3x3 ones instead of 4x and a 14x14 map has 49 of its tiles instead of 16: in
+ResNet-50's 14x14 stage the batched GEMM reads each transformed weight 49 times, where F(4x4, 3x3)
+would stream 4x the weights for 16 tiles. fp16 builds keep direct convolutions: the transforms lose
+too many bits in fp16, and tensor cores already run the direct form.
 """
 
 from __future__ import annotations
 
-TILE = 4          # m of F(m x m, 3 x 3); alpha = m + 2 = 6
+TILE = 4          # m of F(m x m, 3 x 3) for `--conv winograd`; alpha = m + 2 = 6
+TILES = {"winograd": (4,), "winograd-f2": (4, 2)}  # conv algorithm -> the tile sizes it may use, largest first
 # A convolution with fewer input or output channels than this stays direct: its GEMMs are too thin
 # to gain from 4x fewer multiply-adds what the transforms cost.
 MIN_CHANNELS = 16
@@ -43,19 +51,19 @@ MIN_TILES = 49
 _OUT_EWISE_FUSABLE = 4
 
 
-def _matrices(dtype: str):
+def _matrices(m: int, dtype: str):
     from tvm.topi.nn.winograd_util import winograd_transform_matrices
 
-    return winograd_transform_matrices(TILE, 3, str(dtype))
+    return winograd_transform_matrices(m, 3, str(dtype))
 
 
-def weight_transform(kernel, layout: str):
+def weight_transform(kernel, layout: str, m: int = TILE):
     """The transformed kernel (alpha, alpha, CI, CO) for NCHW or (alpha, alpha, CO, CI) for NHWC,
-    from an OIHW or OHWI kernel: G w G^T for every (output, input) channel pair."""
+    from an OIHW or OHWI kernel: G w G^T for every (output, input) channel pair; alpha = m + 2."""
     from tvm import te
 
-    alpha = TILE + 2
-    _, _, G = _matrices(kernel.dtype)
+    alpha = m + 2
+    _, _, G = _matrices(m, kernel.dtype)
     kh = te.reduce_axis((0, 3), name="r_kh")
     kw = te.reduce_axis((0, 3), name="r_kw")
     if layout == "NCHW":
@@ -72,16 +80,16 @@ def weight_transform(kernel, layout: str):
 
 
 def conv2d_nchw(data, kernel_pack, padding, out_dtype: str):
-    """Winograd F(4x4, 3x3) convolution of NCHW `data` with a transformed (alpha, alpha, CI, CO)
-    kernel; `padding` is (top, left, bottom, right). TVM's `_conv2d_winograd_nchw_impl` with the
-    input padded to whole tiles."""
+    """Winograd F(m x m, 3x3) convolution of NCHW `data` with a transformed (alpha, alpha, CI, CO)
+    kernel (m = alpha - 2); `padding` is (top, left, bottom, right). TVM's `_conv2d_winograd_nchw_impl`
+    with the input padded to whole tiles."""
     from tvm import te, topi
 
     N, CI, H, W = (int(x) for x in data.shape)
     alpha, _, _, CO = (int(x) for x in kernel_pack.shape)
-    m = TILE
+    m = alpha - 2
     pt, pl, pb, pr = padding
-    A, B, _ = _matrices(out_dtype)
+    A, B, _ = _matrices(m, out_dtype)
     OH, OW = H + pt + pb - 2, W + pl + pr - 2
     nH, nW = (OH + m - 1) // m, (OW + m - 1) // m
     P = N * nH * nW
@@ -116,15 +124,15 @@ def conv2d_nchw(data, kernel_pack, padding, out_dtype: str):
 
 
 def conv2d_nhwc(data, kernel_pack, padding, out_dtype: str):
-    """Winograd F(4x4, 3x3) convolution of NHWC `data` with a transformed (alpha, alpha, CO, CI)
-    kernel; TVM's `_conv2d_winograd_nhwc_impl` with the kernel transformed ahead of time."""
+    """Winograd F(m x m, 3x3) convolution of NHWC `data` with a transformed (alpha, alpha, CO, CI)
+    kernel (m = alpha - 2); TVM's `_conv2d_winograd_nhwc_impl` with the kernel transformed ahead of time."""
     from tvm import te, topi
 
     N, H, W, CI = (int(x) for x in data.shape)
     alpha, _, CO, _ = (int(x) for x in kernel_pack.shape)
-    m = TILE
+    m = alpha - 2
     pt, pl, pb, pr = padding
-    A, B, _ = _matrices(out_dtype)
+    A, B, _ = _matrices(m, out_dtype)
     OH, OW = H + pt + pb - 2, W + pl + pr - 2
     nH, nW = (OH + m - 1) // m, (OW + m - 1) // m
     P = N * nH * nW
@@ -159,8 +167,9 @@ def conv2d_nhwc(data, kernel_pack, padding, out_dtype: str):
         name="conv2d_winograd")
 
 
-def eligible(call, weight_vars) -> str | None:
-    """The layout ("NCHW"/"NHWC") in which `call` (a relax.nn.conv2d) can run as Winograd, or None."""
+def eligible(call, weight_vars, tiles: tuple[int, ...] = (TILE,)) -> tuple[str, int] | None:
+    """(layout "NCHW"/"NHWC", tile size m) with which `call` (a relax.nn.conv2d) can run as Winograd
+    F(m x m, 3x3), m the first of `tiles` that leaves MIN_TILES tiles; or None."""
     attrs = call.attrs
     data, kernel = call.args
     if kernel not in weight_vars:
@@ -188,8 +197,12 @@ def eligible(call, weight_vars) -> str | None:
         return None
     pad = [int(x) for x in attrs.padding]
     pt, pl, pb, pr = pad * 2 if len(pad) == 2 else pad
-    tiles = n * -(-(h + pt + pb - 2) // TILE) * -(-(w + pl + pr - 2) // TILE)
-    return layout if min(co, ci) >= MIN_CHANNELS and tiles >= MIN_TILES else None
+    if min(co, ci) < MIN_CHANNELS:
+        return None
+    for m in tiles:
+        if n * -(-(h + pt + pb - 2) // m) * -(-(w + pl + pr - 2) // m) >= MIN_TILES:
+            return layout, m
+    return None
 
 
 def _ints(shape):
@@ -202,10 +215,11 @@ def _ints(shape):
     return out
 
 
-def rewrite(mod):
+def rewrite(mod, tiles: tuple[int, ...] = (TILE,)):
     """`main` with its eligible convolutions (see the module docstring) as Winograd: a weight
     transform (a function of the weight only, for LiftTransformParams) and the transformed
-    convolution. Returns (module, number rewritten)."""
+    convolution, with the first tile size of `tiles` that leaves MIN_TILES tiles. Returns (module,
+    number rewritten)."""
     import tvm
     from tvm import relax
     from tvm.relax import PyExprMutator, expr_functor
@@ -221,15 +235,16 @@ def rewrite(mod):
             call = super().visit_call_(call)
             if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d"):
                 return call
-            layout = eligible(call, weight_vars)
-            if layout is None:
+            chosen = eligible(call, weight_vars, tiles)
+            if chosen is None:
                 return call
+            layout, m = chosen
             data, kernel = call.args
             pad = [int(x) for x in call.attrs.padding]
             pad = pad * 2 if len(pad) == 2 else pad
             done[0] += 1
             packed = self.builder_.emit(self.builder_.call_te(
-                weight_transform, kernel, layout, primfunc_name_hint="winograd_weight_transform"))
+                weight_transform, kernel, layout, m, primfunc_name_hint="winograd_weight_transform"))
             conv = conv2d_nchw if layout == "NCHW" else conv2d_nhwc
             return self.builder_.call_te(conv, data, packed, pad, "float32",
                                          primfunc_name_hint="conv2d_winograd",
@@ -240,8 +255,13 @@ def rewrite(mod):
     return mutator.builder_.get(), done[0]
 
 
-def count_eligible(mod) -> int:
-    """How many of `main`'s convolutions `rewrite` would turn into Winograd."""
+def count_eligible(mod, tiles: tuple[int, ...] = (TILE,)) -> int:
+    """How many of `main`'s convolutions `rewrite(mod, tiles)` would turn into Winograd."""
+    return sum(tile_counts(mod, tiles).values())
+
+
+def tile_counts(mod, tiles: tuple[int, ...] = (TILE,)) -> dict[int, int]:
+    """How many of `main`'s convolutions `rewrite(mod, tiles)` would turn into Winograd, by tile size."""
     import tvm
     from tvm import relax
 
@@ -252,8 +272,9 @@ def count_eligible(mod) -> int:
 
     def visit(expr):
         if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.nn.conv2d":
-            if eligible(expr, weight_vars):
-                found.append(expr)
+            chosen = eligible(expr, weight_vars, tiles)
+            if chosen:
+                found.append(chosen[1])
 
     relax.analysis.post_order_visit(main.body, visit)
-    return len(found)
+    return {m: found.count(m) for m in sorted(set(found), reverse=True)}

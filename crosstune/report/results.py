@@ -119,7 +119,7 @@ def tuning_info(coverage: dict[str, Any] | None, trials: int | None = None,
     without records, every kernel on TVM's default schedule). `trials` is what the store holds
     for the model's kernels, when the caller counted them; `layout` its convolutions' layout
     (`build["layout"]`; None for a model without any, or a package from before layouts), `conv`
-    how its 3x3 convolutions are computed (`build["conv"]`: direct, winograd)."""
+    how its 3x3 convolutions are computed (`build["conv"]`: direct, winograd, winograd-f2)."""
     extra = {"layout": layout} if layout else {}
     if layout and conv:
         extra["conv"] = conv

@@ -57,7 +57,7 @@ class TuneOptions:
     baseline: bool = True  # time each tuned workload's default schedule once (a `default` line)
     precision: str = "fp32"  # tune the kernels of this precision's build ("fp16": GPU targets; "fp32,fp16": both)
     layout: str | None = None  # of the builds' 2-D convolutions (NCHW, NHWC); None: the store's, else the target's
-    conv: str | None = None  # 3x3 stride-1 convolutions: direct, winograd; None: the store's, else direct
+    conv: str | None = None  # 3x3 stride-1 convolutions: direct, winograd, winograd-f2; None: the store's, else direct
     tasks: list[str] = field(default_factory=list)  # --tasks: shell patterns of the task names to tune (empty: all)
 
 
