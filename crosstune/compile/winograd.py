@@ -46,6 +46,9 @@ MIN_CHANNELS = 16
 # only) 31.5 / 30.6, none 32.6 / 32.6, although the tuned kernels alone made Winograd faster at
 # every size (7x7: 0.91 against 1.14 ms direct). At batch 16 every ResNet-50 stage has 64+ tiles.
 MIN_TILES = 49
+# F(2x2, 3x3) keeps the same minimum. ResNet-50's 7x7 stage as F(2x2, 3x3) (16 tiles, 16.8 MB of
+# transformed weights per convolution against 9.4 MB): 755 us a call tuned against 966 us direct,
+# but the model ran 5.5% slower with it (31.2 against 29.5 ms, 10 rounds taking turns, intel-6-167).
 # op_pattern of the convolution kernel: kOutEWiseFusable, as TVM's own convolutions are, so the bias
 # add, residual add and ReLU after it fuse into its output stage.
 _OUT_EWISE_FUSABLE = 4
