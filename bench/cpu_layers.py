@@ -90,10 +90,9 @@ def layer_keys(onnx_path: Path) -> dict[str, tuple]:
         elems = 1
         for d in w:
             elems *= d
-        if node.op_type == "Conv":
-            keys[node.name] = (elems, out[1], out[0] * out[2] * out[3])
-        else:
-            keys[node.name] = (elems, out[-1], out[0])
+        key = (elems, out[1], out[0] * out[2] * out[3]) if node.op_type == "Conv" else (elems, out[-1], out[0])
+        keys[node.name] = key
+        keys.setdefault(node.output[0], key)  # OpenVINO names some layers after their output (a model's last)
     return keys
 
 
@@ -120,7 +119,7 @@ def bench_model(name: str, work: Path) -> str:
     theirs_key = layer_keys(onnx_path)
     names = {}
     for node, key in theirs_key.items():
-        names.setdefault(key, node)
+        names.setdefault(key, node if node.startswith("/") or not names.get(key) else names[key])
 
     core = ov.Core()
     compiled = core.compile_model(str(onnx_path), "CPU", {
@@ -197,7 +196,7 @@ def main() -> int:
         for name in args.models.split(","):
             print(f"{name} ...", flush=True)
             parts.append(bench_model(name, Path(tmp)))
-    text = "\n".join(parts)
+    text = "\n\n".join(parts) + "\n"
     text += ("each row: the layers of one shape (filter elements as 3x3, output channels and pixels), summed over a "
              "model run, medians over the rounds; ratio > 1: crosstune slower\n"
              f"both engines on {args.threads} threads, {args.rounds} rounds of {args.runs} profiled runs taking turns; "
