@@ -44,3 +44,14 @@ def median(doc: dict, engine: str) -> float | None:
     """An engine's median in a document, None when it was not timed."""
     e = next((e for e in doc["engines"] if e["name"] == engine), None)
     return e["latency_ms"]["median"] if e is not None and e["status"] == "ok" else None
+
+
+def graph_shapes(path: Path):
+    """(graph, {value or initializer name: shape}) of an ONNX file, after ONNX shape inference."""
+    import onnx
+    from onnx import shape_inference
+
+    g = shape_inference.infer_shapes(onnx.load(str(path))).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*g.input, *g.output, *g.value_info]}
+    shapes.update({t.name: list(t.dims) for t in g.initializer})
+    return g, shapes

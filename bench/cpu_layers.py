@@ -33,7 +33,7 @@ ap.add_argument("--tag", default="")
 args = ap.parse_args()
 os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
 
-from _common import RESULTS  # noqa: E402 - bench/ is on sys.path
+from _common import RESULTS, graph_shapes  # noqa: E402 - bench/ is on sys.path
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -74,12 +74,7 @@ def kernel_keys(package_path: Path, onnx_path: Path, form: str | None) -> dict[s
 
 def layer_keys(onnx_path: Path) -> dict[str, tuple]:
     """ONNX node name -> the same key, for Conv, Gemm and MatMul nodes (NCHW outputs)."""
-    import onnx
-    from onnx import shape_inference
-
-    g = shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*g.input, *g.output, *g.value_info]}
-    shapes.update({t.name: list(t.dims) for t in g.initializer})
+    g, shapes = graph_shapes(onnx_path)
     keys = {}
     for node in g.node:
         if node.op_type not in ("Conv", "Gemm", "MatMul"):

@@ -35,7 +35,7 @@ args = ap.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS"):
     os.environ[var] = str(args.threads)
 
-from _common import RESULTS  # noqa: E402 - bench/ is on sys.path
+from _common import RESULTS, graph_shapes  # noqa: E402 - bench/ is on sys.path
 
 GOAL = {"resnet50": 1.25, "mobilenetv2": 1.25, "encoder": 1.0}
 
@@ -116,14 +116,7 @@ def winograd_saving(path: Path) -> int:
     """Multiply-adds that Winograd F(4x4, 3x3) would save if every 3x3 stride-1 dense convolution ran
     as Winograd (36 element-wise products per 4x4 tile instead of 144: 3/4 of their multiply-adds),
     ignoring its transforms and tile padding: a lower bound on the work any build of ours must do."""
-    import onnx
-    from onnx import shape_inference
-
-    m = shape_inference.infer_shapes(onnx.load(str(path)))
-    g = m.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*g.input, *g.output, *g.value_info]}
-    shapes.update({t.name: list(t.dims) for t in g.initializer})
+    g, shapes = graph_shapes(path)
     saved = 0
     for node in g.node:
         if node.op_type != "Conv":
@@ -143,14 +136,7 @@ def winograd_saving(path: Path) -> int:
 
 def multiply_adds(path: Path) -> int:
     """Multiply-adds of the graph's Conv, Gemm and MatMul nodes (shapes from ONNX shape inference)."""
-    import onnx
-    from onnx import shape_inference
-
-    m = shape_inference.infer_shapes(onnx.load(str(path)))
-    g = m.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*g.input, *g.output, *g.value_info]}
-    shapes.update({t.name: list(t.dims) for t in g.initializer})
+    g, shapes = graph_shapes(path)
     total = 0
     for node in g.node:
         out = shapes.get(node.output[0])
