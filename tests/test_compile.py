@@ -459,6 +459,11 @@ def test_winograd_f2_takes_maps_too_small_for_4x4_tiles(tmp_path, layout):
 
     _, big = relax_import.load_and_import(models_path(tmp_path, models.winograd_net(size=26)), {}, {})
     assert winograd.tile_counts(big.mod, winograd.TILES["winograd-f2"]) == {4: 2}  # 4x4 tiles first
+    # a build not told an algorithm weighs winograd-f2 only where it differs from winograd
+    assert pipeline.candidate_convs(pipeline._winograd_convs(rm.mod, ["fp32"])) == ["direct", "winograd-f2"]
+    assert pipeline.candidate_convs(pipeline._winograd_convs(big.mod, ["fp32"])) == ["direct", "winograd"]
+    assert pipeline.candidate_convs(pipeline._winograd_convs(big.mod, ["fp16"])) == ["direct"]
+    assert pipeline.candidate_convs({"winograd": 2, "winograd-f2": 5}) == ["direct", "winograd", "winograd-f2"]
     _, tiny = relax_import.load_and_import(models_path(tmp_path, models.winograd_net(size=7)), {}, {})
     assert winograd.count_eligible(tiny.mod, winograd.TILES["winograd-f2"]) == 0
     assert_user_error(run_cli("compile", models_path(tmp_path, models.winograd_net(size=7)), "--target", "host",

@@ -192,9 +192,7 @@ def resolve_layout(mod, target: Target, precisions, index=None, given: str | Non
                         f"16 channels and 49 output tiles (batch x rows x columns of {m} tiles)"
                         + (" (fp16 builds keep direct convolutions)" if "fp32" not in precisions else ""))
     layouts = ["NCHW"] if problem else [given] if given else [target.layout, *[x for x in LAYOUTS if x != target.layout]]
-    # winograd-f2 is a form of its own only where it turns more convolutions into Winograd than winograd
-    convs = [conv] if conv else ["direct", *[c for c in applies if applies[c]
-                                             and (c == "winograd" or applies[c] != applies["winograd"])]]
+    convs = [conv] if conv else candidate_convs(applies)
     forms = [form_of(lay, c) for lay in layouts for c in convs]
     if len(forms) == 1:
         return forms[0], (f"TVM's ConvertLayout cannot convert it to NHWC: {problem}" if problem else "given")
@@ -204,6 +202,13 @@ def resolve_layout(mod, target: Target, precisions, index=None, given: str | Non
     if problem:
         return forms[0], f"TVM's ConvertLayout cannot convert it to NHWC: {problem}"
     return forms[0], "given" if given or conv else "the target's"
+
+
+def candidate_convs(applies: dict[str, int]) -> list[str]:
+    """The algorithms a build not told one chooses among, from `_winograd_convs`'s counts: direct,
+    and each Winograd algorithm that applies; winograd-f2 only where it turns more convolutions into
+    Winograd than winograd does (else the two build the same kernels)."""
+    return ["direct", *[c for c in applies if applies[c] and (c == "winograd" or applies[c] != applies.get("winograd"))]]
 
 
 def _winograd_convs(mod, precisions) -> dict[str, int]:
