@@ -23,6 +23,9 @@ from .errors import ToolError, UserError, VerificationFailed
 # Commands that use PyTorch. For every other command torch is kept out of the process: `import tvm`
 # imports torch through tvm_ffi when it is installed, which costs ~2.5 s per command and is unused.
 TORCH_COMMANDS = {"zoo", "demo", "bench"}
+# Commands that serve until stopped (a tracker, a board) and fork sessions that must die of Ctrl-C:
+# SIGINT stays an ordinary signal there (see `_Interrupt`). They run no compiler, so no Z3.
+SERVICE_COMMANDS = {"rpc", "board"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USER, EXIT_TOOL, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -35,7 +38,19 @@ class _Interrupt:
     """Ctrl-C, remembered. A KeyboardInterrupt raised inside a Python callback that TVM's C++ calls
     (a legalization function, a pass) comes back out of tvm_ffi as a plain RuntimeError; the record
     lets `main` still report it as an interruption, and `stage` stop at the next stage boundary
-    if TVM swallowed it altogether."""
+    if TVM swallowed it altogether.
+
+    When routed (every command that can run TVM's compiler), SIGINT is never delivered to a signal
+    handler in crosstune's process: TVM's arithmetic analyzer
+    calls Z3 (linked into libtvm_compiler), and Z3 swaps in its own SIGINT handler around every
+    solver check (`scoped_ctrl_c`, via `signal()`). A Ctrl-C that lands inside a check only cancels
+    that check, and Python never hears of it. MetaSchedule's search and the compile passes run
+    thousands of checks, so the first Ctrl-C was lost now and then: the tune that ran to its end in
+    CI of stops 17 and 27, and a loop of `Analyzer.can_prove` loses 3 Ctrl-Cs in 5. So `route` blocks
+    SIGINT in the main thread before any other thread exists (every thread inherits the block), and
+    one thread takes it with `sigwait` whatever handler Z3 has installed at that moment, then
+    hands it to the main thread as Python's own signal (`_thread.interrupt_main`: the handler below
+    runs there), and wakes a blocking system call in the main thread with a no-op signal."""
 
     seen = False
     # While a tuning loop runs, Ctrl-C only asks it to stop: the loop checks between candidates and
@@ -45,12 +60,16 @@ class _Interrupt:
 
     handled = 0  # SIGINTs the Python-level handler has run for
 
+    # A signal nothing else uses, sent to the main thread after each Ctrl-C: its no-op handler makes
+    # a system call blocked there (a wait on a child, on a board's socket) return EINTR, and Python
+    # then runs the SIGINT handler, as a SIGINT delivered there would have.
+    WAKE = signal.SIGRTMIN + 3
+
     @classmethod
     def handler(cls, signum, frame):
         cls.handled += 1
         if cls.soft and cls.handled == 1:
-            if not cls.seen:  # (the wakeup pipe may have announced this one already)
-                cls._soft_stop()
+            cls._soft_stop()
             return
         cls.seen = True
         raise KeyboardInterrupt
@@ -61,54 +80,44 @@ class _Interrupt:
         print("\ncrosstune: stopping after the current step (Ctrl-C again to quit now) ...",
               file=sys.stderr, flush=True)
 
-    # Python's C-level handler also writes each signal's number to this pipe the moment the signal
-    # arrives (signal.set_wakeup_fd), whether or not the Python-level handler gets to run later.
-    _wake_r: int | None = None
-    _wake_w: int | None = None
-
     @classmethod
-    def install(cls) -> None:
+    def install(cls, route: bool = True) -> None:
+        """`route` (every command but the long-running board and tracker services, whose forked
+        sessions must die of Ctrl-C, and which run no compiler) must be called before any thread
+        starts: a thread that exists already keeps SIGINT unblocked and could take it."""
         signal.signal(signal.SIGINT, cls.handler)
-        cls.installed = True
-        try:
-            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-            cls._wake_r, cls._wake_w = r, w
-        except (OSError, ValueError):  # no pipe, or not the main thread: the handler alone
-            pass
+        if not route:
+            return
+        signal.signal(cls.WAKE, lambda signum, frame: None)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        threading.Thread(target=cls._watch, name=cls.THREAD_NAME, daemon=True).start()
+
+    THREAD_NAME = "crosstune-ctrlc"  # the watching thread's name in /proc (top -H, tests)
 
     @classmethod
-    def _woken_by_sigint(cls) -> bool:
-        if cls._wake_r is None:
-            return False
+    def _watch(cls) -> None:
+        """Takes each SIGINT (sigwait lifts the block for this thread while it waits)."""
+        import _thread
+
         try:
-            return signal.SIGINT in os.read(cls._wake_r, 512)
-        except OSError:  # BlockingIOError: nothing arrived
-            return False
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, cls.THREAD_NAME.encode())  # PR_SET_NAME: this thread only
+        except (OSError, AttributeError):
+            pass
+        main = threading.main_thread().ident
+        while True:
+            signal.sigwait({signal.SIGINT})
+            _thread.interrupt_main(signal.SIGINT)
+            try:
+                signal.pthread_kill(main, cls.WAKE)
+            except (OSError, ValueError):  # the main thread has finished
+                return
 
     @classmethod
     def stop_requested(cls) -> bool:
-        return cls.seen
-
-    installed = False  # main() installed `handler` (SIGINT was not ignored when crosstune started)
-
-    @classmethod
-    def tuning_stop_requested(cls) -> bool:
-        """`stop_requested` for the tuning loop, which polls it between candidates and while it waits
-        for workers. A tune has run to its end with Ctrl-C unseen (CI of stop 17, and a local suite
-        run in stop 19, where the tuner's masks showed SIGINT caught and unblocked when it was sent;
-        its Python-level handler never ran). Cause not found; so the poll also re-asserts the
-        handler, the mask and the wakeup pipe, and reads that pipe, which Python's C-level handler
-        writes at delivery. A few system calls per poll."""
-        if cls.installed and threading.current_thread() is threading.main_thread():
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            signal.signal(signal.SIGINT, cls.handler)
-            if cls._wake_w is not None:
-                signal.set_wakeup_fd(cls._wake_w, warn_on_full_buffer=False)  # ours, should anything replace it
-            # A Ctrl-C that reached Python's C handler but whose Python-level handler never ran
-            # (the stop-17 failure looked like that) still stops the run here.
-            if cls._woken_by_sigint() and not cls.seen:
-                cls._soft_stop()
+        """Polled by the tuning loop between candidates and while it waits for workers, in the main
+        thread: a Ctrl-C's handler has run there by the time this is called."""
         return cls.seen
 
     @classmethod
@@ -457,7 +466,7 @@ def cmd_tune(args) -> int:
 
     try:
         result = tune_model(args.model if len(args.model) > 1 else args.model[0], opts, progress=_TuneDisplay(), stage=tune_stage,
-                            should_stop=_Interrupt.tuning_stop_requested)
+                            should_stop=_Interrupt.stop_requested)
     finally:
         _Interrupt.soft = False
     for problem in result.problems:
@@ -521,7 +530,7 @@ def cmd_calibrate(args) -> int:
                             margin=args.margin / 100.0, check=not args.no_check, threads=args.threads,
                             input_shapes=_shapes(args.input_shape), bindings=parse_bindings(args.bind))
     say(f"calibrating {args.model} for {args.target}: each kernel's best records timed inside the model")
-    res = calibrate(args.model, opts, lambda line: say("  " + line), should_stop=_Interrupt.tuning_stop_requested)
+    res = calibrate(args.model, opts, lambda line: say("  " + line), should_stop=_Interrupt.stop_requested)
 
     def us(x: float) -> str:
         return "-" if x == float("inf") else f"{x:.1f}"
@@ -1076,7 +1085,7 @@ def main(argv: list[str] | None = None) -> int:
 
         block_torch()  # makes `import torch` fail fast
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        _Interrupt.install()
+        _Interrupt.install(route=args.command not in SERVICE_COMMANDS)
     try:
         return args.func(args)
     except BrokenPipeError:  # `crosstune ops | head`: the reader left; nothing to report

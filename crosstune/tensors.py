@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def numpy_dtype(dtype: str) -> np.dtype:
+    import numpy as np
+
     try:
         return np.dtype(dtype)
     except TypeError:
@@ -116,6 +120,8 @@ def numpy_dtype(dtype: str) -> np.dtype:
 
 def random_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs for every spec: normal floats, bools, integers in [0, high) (default [0, 2))."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     out = {}
     for s in specs:
@@ -138,6 +144,8 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
 
 def load_inputs(files: dict[str, str]) -> dict[str, np.ndarray]:
     """Read name=file.npy assignments."""
+    import numpy as np
+
     out = {}
     for name, path in files.items():
         p = Path(path)
@@ -152,6 +160,8 @@ def load_inputs(files: dict[str, str]) -> dict[str, np.ndarray]:
 
 def check_inputs(specs: list[TensorSpec], given: dict[str, np.ndarray]) -> None:
     """One-line errors for unknown names, wrong shapes and wrong dtypes."""
+    import numpy as np
+
     known = {s.name: s for s in specs}
     for name, arr in given.items():
         if name not in known:

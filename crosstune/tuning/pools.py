@@ -64,7 +64,23 @@ def _preparation_data(name, _original=multiprocessing.spawn.get_preparation_data
     return data
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (every pool needs it) keeping this thread's signal
+    mask. Starting it blocks SIGINT around the spawn and then unblocks it, whatever the mask was
+    before; crosstune's CLI keeps SIGINT blocked in every thread (see `cli._Interrupt`), and threads
+    started afterwards (TVM's search threads) would inherit the hole."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _context():
+    _start_resource_tracker()
     if multiprocessing.spawn.get_preparation_data is not _preparation_data:
         multiprocessing.spawn.get_preparation_data = _preparation_data
     ctx = _WorkerContext()
