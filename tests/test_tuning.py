@@ -772,8 +772,8 @@ print("ready", flush=True)
 t = time.monotonic()
 while not _Interrupt.stop_requested() and time.monotonic() - t < 30:
     analyzer.can_prove(claim, ProofStrength.SYMBOLIC_BOUND)  # each call runs a Z3 check
-print("stopped" if _Interrupt.stop_requested() else "missed", flush=True)
-try:
+try:  # (the second Ctrl-C is sent once "stopped" is read: it may land while the print returns)
+    print("stopped" if _Interrupt.stop_requested() else "missed", flush=True)
     while time.monotonic() - t < 60:
         analyzer.can_prove(claim, ProofStrength.SYMBOLIC_BOUND)
 except KeyboardInterrupt:
@@ -810,9 +810,9 @@ def test_ctrl_c_interrupts_a_blocking_wait_in_the_main_thread():
         "import subprocess, sys, time\n"
         "from crosstune.cli import _Interrupt\n"
         "_Interrupt.install()\n"
-        "print('ready', flush=True)\n"
         "t = time.monotonic()\n"
         "try:\n"
+        "    print('ready', flush=True)\n"
         "    subprocess.run(['sleep', '60'])\n"
         "except KeyboardInterrupt:\n"
         "    print(f'raised after {time.monotonic() - t:.1f} s')\n"
