@@ -41,16 +41,16 @@ class _Interrupt:
     if TVM swallowed it altogether.
 
     When routed (every command that can run TVM's compiler), SIGINT is never delivered to a signal
-    handler in crosstune's process: TVM's arithmetic analyzer
-    calls Z3 (linked into libtvm_compiler), and Z3 swaps in its own SIGINT handler around every
-    solver check (`scoped_ctrl_c`, via `signal()`). A Ctrl-C that lands inside a check only cancels
-    that check, and Python never hears of it. MetaSchedule's search and the compile passes run
-    thousands of checks, so the first Ctrl-C was lost now and then: the tune that ran to its end in
-    CI of stops 17 and 27, and a loop of `Analyzer.can_prove` loses 3 Ctrl-Cs in 5. So `route` blocks
-    SIGINT in the main thread before any other thread exists (every thread inherits the block), and
-    one thread takes it with `sigwait` whatever handler Z3 has installed at that moment, then
-    hands it to the main thread as Python's own signal (`_thread.interrupt_main`: the handler below
-    runs there), and wakes a blocking system call in the main thread with a no-op signal."""
+    handler in crosstune's process. TVM's arithmetic analyzer calls Z3 (linked into libtvm_compiler),
+    and Z3 swaps in its own SIGINT handler around every solver check (`scoped_ctrl_c`, via
+    `signal()`): a Ctrl-C that lands inside a check only cancels that check, and Python never hears
+    of it. MetaSchedule's search and the compile passes run thousands of checks, so the first Ctrl-C
+    was lost now and then (the tune that ran to its end in CI of stops 17 and 27; a loop of
+    `Analyzer.can_prove` loses 3 Ctrl-Cs in 5). So `install` blocks SIGINT in the main thread before
+    any other thread exists (every thread inherits the block); one thread takes it with `sigwait`,
+    whatever handler Z3 has installed at that moment, hands it to the main thread as Python's own
+    signal (`_thread.interrupt_main`: the handler below runs there), and wakes a system call blocked
+    in the main thread with a no-op signal."""
 
     seen = False
     # While a tuning loop runs, Ctrl-C only asks it to stop: the loop checks between candidates and
@@ -82,9 +82,10 @@ class _Interrupt:
 
     @classmethod
     def install(cls, route: bool = True) -> None:
-        """`route` (every command but the long-running board and tracker services, whose forked
-        sessions must die of Ctrl-C, and which run no compiler) must be called before any thread
-        starts: a thread that exists already keeps SIGINT unblocked and could take it."""
+        """Install the handler; with `route` (every command but the board and tracker services,
+        whose forked sessions must die of Ctrl-C, and which run no compiler), also block SIGINT and
+        start the watching thread. Call it before any other thread starts: a thread that exists
+        already keeps SIGINT unblocked and could take it."""
         signal.signal(signal.SIGINT, cls.handler)
         if not route:
             return
